@@ -1,0 +1,240 @@
+"""The job table: one row per received object, the source of truth for the pipeline.
+
+Huey's queue only wakes workers up; it deletes a task before running it, so a worker
+killed mid-task loses the Huey message. This table does not: a row leaves ``queued`` /
+``running`` only when its work is finished, and the reconciler re-queues rows whose
+worker died. Tasks are idempotent, so running one twice is harmless.
+
+Life cycle of a row::
+
+    queued -> running -> done
+                  \\-> scheduled (retry with backoff) -> running ...
+                  \\-> failed (last attempt; kept with its error)
+
+>>> conn = open_jobs(Path("/tmp/demo-jobs.db"))            # doctest: +SKIP
+>>> seq = record_received(conn, received)                  # doctest: +SKIP
+>>> job = claim(conn, seq)                                 # doctest: +SKIP
+>>> mark_done(conn, seq)                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+STATES = ("queued", "running", "scheduled", "done", "failed")
+HOST = socket.gethostname()
+
+migrations = Migrations("spoolscp.jobs")
+
+
+@migrations()
+def m001_jobs(db: sqlite_utils.Database) -> None:
+    """The first schema: received objects and their processing state."""
+    # AUTOINCREMENT: a sequence number is never reused, even after purges.
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, state TEXT NOT NULL,"
+        " spool TEXT NOT NULL, received_at REAL NOT NULL, calling_ae TEXT, called_ae TEXT,"
+        " peer_host TEXT, peer_ip TEXT, sop_class TEXT, sop_instance TEXT,"
+        " transfer_syntax TEXT, status INTEGER, out_name TEXT, options TEXT NOT NULL,"
+        " attempts INTEGER NOT NULL DEFAULT 0, error TEXT, pid INTEGER, host TEXT,"
+        " lease_until REAL, updated_at REAL)"
+    )
+    db["jobs"].create_index(["state"], if_not_exists=True)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the job table, with its options decoded."""
+
+    seq: int
+    state: str
+    spool: str
+    received_at: float
+    calling_ae: str
+    called_ae: str
+    peer_host: str
+    peer_ip: str
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: str
+    status: int
+    out_name: str
+    options: dict[str, Any]
+    attempts: int
+    error: str | None
+
+
+_JOB_COLUMNS = ", ".join(Job.__dataclass_fields__)
+
+
+class JobDB:
+    """A connection to the job table that several threads may share.
+
+    SQLite serialises writers across processes; the lock serialises this process's
+    threads on its one connection (the receiver runs one thread per association).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we acknowledge the object it records.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.lock = threading.Lock()
+        migrations.apply(sqlite_utils.Database(self.conn))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        """Run one statement in its own transaction and return its rows."""
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def transaction(self) -> "_Immediate":
+        """``with db.transaction() as c:`` runs a read-modify-write under BEGIN IMMEDIATE."""
+        return _Immediate(self)
+
+
+class _Immediate:
+    def __init__(self, db: JobDB) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.lock.acquire()
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        return self.db.conn
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            self.db.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.db.lock.release()
+
+
+def record_received(db: JobDB, fields: dict[str, Any]) -> int:
+    """Insert a received object as ``queued`` and return its sequence number.
+
+    The commit is synchronous (fsynced) before this returns.
+    """
+    row = dict(fields, state="queued", options=json.dumps(fields["options"]), updated_at=time.time())
+    cols = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    with db.lock:
+        cur = db.conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", tuple(row.values()))
+        return int(cur.lastrowid)
+
+
+def _job(row: tuple) -> Job:
+    values = dict(zip(Job.__dataclass_fields__, row))
+    values["options"] = json.loads(values["options"])
+    return Job(**values)
+
+
+def get_job(db: JobDB, seq: int) -> Job | None:
+    rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE seq = ?", (seq,))
+    return _job(rows[0]) if rows else None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _abandoned(state: str, pid: int | None, host: str | None, lease_until: float | None, now: float) -> bool:
+    """A ``running`` row whose worker is gone (dead pid here, or lease expired elsewhere)."""
+    if state != "running":
+        return False
+    if host == HOST:
+        return not _pid_alive(pid)
+    return (lease_until or 0) < now
+
+
+def claim(db: JobDB, seq: int, lease_seconds: float = 600.0) -> Job | None:
+    """Mark ``seq`` running for this process, or return None if it is not ours to run.
+
+    A row is claimable when queued or scheduled, or running but abandoned. A row that
+    is done, failed, or running in a live worker is left alone: that is what makes a
+    duplicated Huey message harmless.
+    """
+    now = time.time()
+    with db.transaction() as c:
+        row = c.execute("SELECT state, pid, host, lease_until FROM jobs WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            return None
+        state, pid, host, lease = row
+        if state not in ("queued", "scheduled") and not _abandoned(state, pid, host, lease, now):
+            return None
+        c.execute(
+            "UPDATE jobs SET state='running', pid=?, host=?, lease_until=?, attempts=attempts+1,"
+            " updated_at=? WHERE seq=?",
+            (os.getpid(), HOST, now + lease_seconds, now, seq),
+        )
+        full = c.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE seq = ?", (seq,)).fetchone()
+    return _job(full)
+
+
+def mark_done(db: JobDB, seq: int) -> None:
+    db.execute(
+        "UPDATE jobs SET state='done', error=NULL, pid=NULL, lease_until=NULL, updated_at=? WHERE seq=?",
+        (time.time(), seq),
+    )
+
+
+def mark_error(db: JobDB, seq: int, error: str, final: bool) -> None:
+    """Record a failed attempt: ``scheduled`` for a retry, or ``failed`` after the last one."""
+    db.execute(
+        "UPDATE jobs SET state=?, error=?, pid=NULL, lease_until=NULL, updated_at=? WHERE seq=?",
+        ("failed" if final else "scheduled", error, time.time(), seq),
+    )
+
+
+def release(db: JobDB, seq: int) -> None:
+    """Give a running job back to the queue (graceful shutdown interrupted it)."""
+    db.execute("UPDATE jobs SET state='queued', pid=NULL, lease_until=NULL WHERE seq=? AND state='running'", (seq,))
+
+
+def stats(db: JobDB) -> dict[str, int]:
+    """Counts per state plus ``received`` (all rows)."""
+    counts = dict.fromkeys(STATES, 0)
+    for state, n in db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+        counts[state] = n
+    counts["received"] = sum(counts.values())
+    return counts
+
+
+def recoverable(db: JobDB, stale_after: float = 0.0) -> list[int]:
+    """Rows that need a (new) Huey message: queued ones and abandoned running ones.
+
+    ``stale_after`` skips queued rows younger than that many seconds, whose Huey
+    message is most likely still on its way.
+    """
+    now = time.time()
+    rows = db.execute(
+        "SELECT seq, state, pid, host, lease_until, updated_at FROM jobs"
+        " WHERE state IN ('queued', 'running') ORDER BY seq"
+    )
+    return [
+        seq
+        for seq, state, pid, host, lease, updated in rows
+        if (state == "queued" and now - (updated or 0) >= stale_after) or _abandoned(state, pid, host, lease, now)
+    ]

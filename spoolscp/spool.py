@@ -1,0 +1,69 @@
+"""The spool contract between the receiver and the workers.
+
+A spool file is a complete DICOM Part 10 file as pynetdicom's chunked receive writes it:
+
+* a 128-byte preamble and ``DICM``;
+* a file meta group (explicit VR little endian, with a group length) whose
+  (0002,0002)/(0002,0003) are the C-STORE request's Affected SOP Class/Instance UIDs
+  and whose (0002,0010) is the transfer syntax accepted for the presentation context;
+* the data set bytes exactly as they arrived on the network, never decoded.
+
+The receiver writes it under ``incoming/``, fsyncs it, renames it into the spool folder
+and fsyncs the folder, then records a job row (``spoolscp.jobs``). Only then is the
+object acknowledged. A worker reads the spool file, writes the output, marks the job
+done and only then removes the spool file. A spool file is therefore on disk for every
+job that is not done, and a spool file without a job row was never acknowledged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from pathlib import Path
+
+_counter = itertools.count()
+_counter_lock = threading.Lock()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def new_spool_name() -> str:
+    """A name unique across processes and restarts: time, pid, per-process counter."""
+    with _counter_lock:
+        n = next(_counter)
+    return f"{time.time_ns()}-{os.getpid()}-{n}.dcm"
+
+
+def commit(received: Path, spool_dir: Path) -> str:
+    """Make a completely received file durable in the spool and return its name.
+
+    The file must live on the same file system as ``spool_dir`` (pynetdicom's temp
+    folder is pointed at ``spool_dir/incoming`` for that reason).
+    """
+    fd = os.open(received, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    name = new_spool_name()
+    os.replace(received, spool_dir / name)
+    fsync_dir(spool_dir)
+    return name
+
+
+def remove(spool_dir: Path, name: str) -> None:
+    """Drop a spool file whose output is durable; a missing file is already done."""
+    try:
+        os.unlink(spool_dir / name)
+    except FileNotFoundError:
+        return
+    fsync_dir(spool_dir)

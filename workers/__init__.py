@@ -1,0 +1,1 @@
+"""The workers: Huey tasks that turn spooled objects into storescp's output."""
