@@ -1,3 +1,192 @@
-"""Placeholder entry point replaced as the CLI lands."""
-def main() -> int:
-    raise SystemExit("spoolscp: CLI not built yet")
+"""The ``spoolscp`` command: storescp's command line plus the pipeline's own commands.
+
+::
+
+    spoolscp [storescp options] PORT          receiver + workers under one supervisor
+    spoolscp receiver [storescp options] PORT the receiver alone
+    spoolscp worker [--config F] [--state-dir D] [--workers N] [-q|-v|-d|-ll L]
+    spoolscp queue stats [--json] [--config F] [--state-dir D]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from typing import Sequence
+
+from receiver.options import ExitRequest, StorescpOptions, UsageError, arguments_log_lines, parse_args
+from spoolscp import jobs, logs
+from spoolscp.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("spoolscp")
+
+SUBCOMMANDS = ("receiver", "worker", "queue")
+
+# Options whose issue has not landed yet: refused, never silently ignored.
+NOT_SUPPORTED_YET = {
+    "--log-config", "--verbose-pc", "--fork", "--inetd", "--config-file", "--access-full",
+    "--access-control", "--refuse", "--reject", "--ignore", "--sleep-after", "--sleep-during",
+    "--abort-after", "--abort-during", "--promiscuous", "--uid-padding", "--bit-preserving",
+    "--write-xfer-little", "--write-xfer-big", "--write-xfer-implicit", "--write-xfer-deflated",
+    "--enable-new-vr", "--disable-new-vr", "--group-length-create", "--group-length-remove",
+    "--length-undefined", "--padding-create", "--convert-un", "--compression-level",
+    "--sort-conc-studies", "--sort-on-study-uid", "--sort-on-patientname",
+    "--exec-on-reception", "--exec-on-eostudy", "--rename-on-eostudy", "--eostudy-timeout",
+    "--exec-sync",
+}
+TLS_PREFIX = ("--enable-tls", "--disable-tls")
+
+
+def fatal(message: str) -> int:
+    log.critical(message)
+    return 1
+
+
+def parse_storescp(argv: Sequence[str]) -> StorescpOptions:
+    """storescp's options, with DCMTK's usage errors; refuses what is not built yet."""
+    opts = parse_args(list(argv))
+    pending = sorted(name for name in opts.given if name in NOT_SUPPORTED_YET or name.startswith(TLS_PREFIX))
+    if pending:
+        raise UsageError(f"{pending[0]} not supported yet by spoolscp")
+    return opts
+
+
+def settings_for(opts: StorescpOptions) -> Settings:
+    return load_settings(opts.config, state_dir=opts.state_dir, workers=opts.workers)
+
+
+def run_receiver(opts: StorescpOptions, settings: Settings) -> int:
+    from receiver.server import StartupError, serve
+    from workers.app import open_queue
+
+    try:
+        return serve(opts, settings, open_queue(settings).enqueue_store)
+    except StartupError as exc:
+        return fatal(str(exc))
+
+
+def _die_with_parent() -> None:
+    """Runs in the worker child: if the supervisor is killed, the workers stop too."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def worker_argv(opts: StorescpOptions, settings: Settings) -> list[str]:
+    """The command line of the worker child, sharing the supervisor's settings."""
+    argv = [sys.executable, "-m", "spoolscp", "worker", "--state-dir", str(settings.state_dir)]
+    if settings.config_file:
+        argv += ["--config", str(settings.config_file)]
+    return argv + ["--workers", str(settings.workers), "-ll", opts.log_level]
+
+
+def run_all(opts: StorescpOptions, settings: Settings) -> int:
+    """Receiver in this process, the worker pool as a child that dies with it."""
+    child = subprocess.Popen(worker_argv(opts, settings), preexec_fn=_die_with_parent)
+    try:
+        return run_receiver(opts, settings)
+    finally:
+        child.send_signal(signal.SIGTERM)  # graceful for the consumer: running tasks finish
+        try:
+            child.wait(timeout=settings.shutdown_timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def storescp_main(argv: Sequence[str], mode: str) -> int:
+    try:
+        opts = parse_storescp(argv)
+    except ExitRequest as req:
+        (sys.stdout if req.code == 0 else sys.stderr).write(req.text)
+        return req.code
+    except UsageError as err:
+        sys.stderr.write(err.render())
+        return err.exit_code
+    logs.setup(opts.log_level)
+    if opts.arguments:
+        for line in arguments_log_lines("spoolscp", argv):
+            sys.stderr.write(line + "\n")
+    try:
+        settings = settings_for(opts)
+    except ConfigError as exc:
+        return fatal(str(exc))
+    return run_all(opts, settings) if mode == "all" else run_receiver(opts, settings)
+
+
+def common_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config", help="pipeline.toml to use")
+    parser.add_argument("--state-dir", help="state folder (spool, queue, job table)")
+    return parser
+
+
+def worker_main(argv: Sequence[str]) -> int:
+    """``spoolscp worker``: the Huey consumer; stop with SIGTERM (graceful) or SIGINT."""
+    parser = common_parser("spoolscp worker")
+    parser.add_argument("--workers", type=int, help="worker processes")
+    parser.add_argument("-ll", "--log-level", default="warn", choices=list(logs.LEVELS))
+    parser.add_argument("-q", "--quiet", dest="log_level", action="store_const", const="fatal")
+    parser.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="info")
+    parser.add_argument("-d", "--debug", dest="log_level", action="store_const", const="debug")
+    args = parser.parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        settings = load_settings(args.config, state_dir=args.state_dir, workers=args.workers)
+    except ConfigError as exc:
+        return fatal(str(exc))
+    from workers.app import open_queue
+    from workers.tasks import run_reconcile
+
+    queue = open_queue(settings)
+    run_reconcile(settings, queue.enqueue_store)
+    consumer = queue.huey.create_consumer(
+        workers=settings.workers,
+        worker_type="process",
+        initial_delay=0.02,
+        backoff=1.15,
+        max_delay=settings.poll_max_delay,
+        health_check_interval=1,
+        graceful_signal="TERM",
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    consumer.run()
+    return 0
+
+
+def queue_main(argv: Sequence[str]) -> int:
+    """``spoolscp queue stats``: counts per state, as a table or ``--json``."""
+    parser = common_parser("spoolscp queue")
+    parser.add_argument("action", choices=["stats"])
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, state_dir=args.state_dir)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    db = jobs.JobDB(settings.jobs_db)
+    counts = jobs.stats(db)
+    db.close()
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        for state, n in counts.items():
+            print(f"{state:<10} {n:>8}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "receiver":
+        return storescp_main(args[1:], "receiver")
+    if args and args[0] == "worker":
+        return worker_main(args[1:])
+    if args and args[0] == "queue":
+        return queue_main(args[1:])
+    return storescp_main(args, "all")

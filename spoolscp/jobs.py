@@ -214,12 +214,15 @@ def release(db: JobDB, seq: int) -> None:
 
 
 def stats(db: JobDB) -> dict[str, int]:
-    """Counts per state plus ``received`` (all rows)."""
+    """Counts for ``queue stats``: ``received`` (all rows), then one per state.
+
+    The ``queued`` state is reported as ``pending``, the word operators know from Huey.
+    """
     counts = dict.fromkeys(STATES, 0)
     for state, n in db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
         counts[state] = n
-    counts["received"] = sum(counts.values())
-    return counts
+    result = {"received": sum(counts.values()), "pending": counts.pop("queued")}
+    return result | counts
 
 
 def recoverable(db: JobDB, stale_after: float = 0.0) -> list[int]:

@@ -1,0 +1,194 @@
+"""pynetdicom event handlers: log like storescp, spool each object, answer its status.
+
+The C-STORE handler is the receiver's hot path. It never decodes the data set: it
+checks the element structure and reads the two SOP UIDs (``spoolscp.rawdicom``),
+makes the file durable in the spool, commits its job row, enqueues a wake-up for the
+workers, and only then returns the status that pynetdicom sends back.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from pynetdicom import evt
+from pynetdicom.association import Association
+
+from spoolscp import jobs, naming, spool
+from spoolscp.rawdicom import BrokenDataSet, scan_spool
+from spoolscp.sopclasses import log_code_for
+
+log = logging.getLogger("spoolscp.receiver")
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who sent an object: what ``#a``, ``#c`` and ``#r`` expand to, and the job records."""
+
+    calling_ae: str
+    called_ae: str
+    host: str
+    ip: str
+
+
+def peer_host(ip: str, lookup: bool) -> str:
+    """DCMTK's peer name: reverse DNS cut at the first dot, or the address with ``-dhl``."""
+    if not lookup:
+        return ip
+    try:
+        return socket.gethostbyaddr(ip)[0].split(".")[0]
+    except OSError:
+        return ip
+
+
+@dataclass
+class StoreHandler:
+    """Everything the C-STORE handler needs, resolved once at start-up."""
+
+    spool_dir: Path
+    jobs_db: jobs.JobDB
+    enqueue: Callable[[int], None]
+    output: dict[str, Any]  # the output options recorded with every job
+    naming_mode: str  # default | unique | time
+    extension: str
+    host_lookup: bool
+    ignore: bool
+    check_uids: bool  # False in bit-preserving mode: DCMTK checks nothing there
+    timenamer: naming.TimeNamer = field(default_factory=naming.TimeNamer)
+    _peers: "weakref.WeakKeyDictionary[Association, Peer]" = field(default_factory=weakref.WeakKeyDictionary)
+    _peers_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def peer(self, assoc: Association) -> Peer:
+        """The association's peer, looked up once per association."""
+        with self._peers_lock:
+            found = self._peers.get(assoc)
+        if found is None:
+            req = assoc.requestor
+            found = Peer(
+                calling_ae=req.primitive.calling_ae_title,
+                called_ae=req.primitive.called_ae_title,
+                host=peer_host(req.address, self.host_lookup),
+                ip=req.address,
+            )
+            with self._peers_lock:
+                self._peers[assoc] = found
+        return found
+
+    def out_name(self, sop_class: str, sop_instance: str) -> str:
+        if self.naming_mode == "unique":
+            return naming.unique_name(sop_class, self.extension)
+        if self.naming_mode == "time":
+            return self.timenamer.next(sop_class, self.extension, datetime.now())
+        return naming.default_name(sop_class, sop_instance, self.extension)
+
+    def status_for(self, path: Path, sop_class: str, sop_instance: str) -> int:
+        """DCMTK's status for a received data set (spec §2.9), read without decoding it."""
+        info = scan_spool(path)
+        if not self.check_uids:
+            return SUCCESS
+        if info.sop_class is None or info.sop_instance is None:
+            log.error("bad DICOM file: %s", sop_instance)
+            return CANNOT_UNDERSTAND
+        if (info.sop_class, info.sop_instance) != (sop_class, sop_instance):
+            return DATASET_MISMATCH
+        return SUCCESS
+
+    def __call__(self, event: evt.Event) -> int:
+        req = event.request
+        sop_class, sop_instance = str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID)
+        log.info("Received Store Request (MsgID %s, %s)", req.MessageID, log_code_for(sop_class))
+        if self.ignore:
+            return SUCCESS
+        received = Path(event.dataset_path)
+        try:
+            status = self.status_for(received, sop_class, sop_instance)
+        except BrokenDataSet as exc:
+            log.error("Store SCP Failed: broken data set refused, nothing stored: %s", exc)
+            return CANNOT_UNDERSTAND
+        name = self.out_name(sop_class, sop_instance)
+        if len(name.encode()) > 255:
+            log.error("cannot write DICOM file: %s: File name too long", name[:64] + "...")
+            return OUT_OF_RESOURCES
+        peer = self.peer(event.assoc)
+        try:
+            spooled = spool.commit(received, self.spool_dir)
+        except OSError as exc:
+            log.error("cannot spool received object %s: %s", sop_instance, exc)
+            return OUT_OF_RESOURCES
+        try:
+            seq = jobs.record_received(
+                self.jobs_db,
+                {
+                    "spool": spooled,
+                    "received_at": time.time(),
+                    "calling_ae": peer.calling_ae,
+                    "called_ae": peer.called_ae,
+                    "peer_host": peer.host,
+                    "peer_ip": peer.ip,
+                    "sop_class": sop_class,
+                    "sop_instance": sop_instance,
+                    "transfer_syntax": str(event.context.transfer_syntax),
+                    "status": status,
+                    "out_name": name,
+                    "options": self.output,
+                },
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not stored"
+            log.error("cannot record received object %s: %s", sop_instance, exc)
+            spool.remove(self.spool_dir, spooled)
+            return OUT_OF_RESOURCES
+        try:
+            self.enqueue(seq)
+        except Exception as exc:  # noqa: BLE001 - the job row is the truth; the reconciler re-queues
+            log.warning("could not enqueue job %d (the workers' reconciler will pick it up): %s", seq, exc)
+        return status
+
+
+def handle_echo(event: evt.Event) -> int:
+    log.info("Received Echo Request (MsgID %s)", event.request.MessageID)
+    return SUCCESS
+
+
+def handle_requested(event: evt.Event) -> None:
+    log.info("Association Received")
+
+
+def handle_accepted(event: evt.Event) -> None:
+    max_pdu = event.assoc.requestor.maximum_length or 0
+    if max_pdu == 0 or max_pdu > 131072:
+        max_pdu = 131072
+    log.info("Association Acknowledged (Max Send PDV: %d)", max_pdu - 12)
+    if not event.assoc.accepted_contexts:
+        log.info("    (but no valid presentation contexts)")
+
+
+def handle_released(event: evt.Event) -> None:
+    log.info("Association Release")
+
+
+def handle_aborted(event: evt.Event) -> None:
+    log.info("Association Aborted")
+
+
+def event_handlers(store: StoreHandler) -> list[tuple]:
+    """The handlers bound to the server, in the order the events happen."""
+    return [
+        (evt.EVT_REQUESTED, handle_requested),
+        (evt.EVT_ACCEPTED, handle_accepted),
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_C_STORE, store),
+        (evt.EVT_RELEASED, handle_released),
+        (evt.EVT_ABORTED, handle_aborted),
+    ]

@@ -1,0 +1,137 @@
+"""The receiver process: a pynetdicom server configured like storescp, stopped cleanly.
+
+>>> serve(opts, settings)      # doctest: +SKIP  (blocks until SIGTERM or SIGINT)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pynetdicom import AE, _config
+
+from receiver import handlers
+from receiver.negotiation import add_default_contexts, register_storage_classes
+from receiver.options import StorescpOptions
+from spoolscp import jobs
+from spoolscp.settings import Settings
+
+log = logging.getLogger("spoolscp.receiver")
+
+# What DCMTK 3.6.9 announces in the A-ASSOCIATE-AC (spec §2.5).
+IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.9"
+IMPLEMENTATION_VERSION = "OFFIS_DCMTK_369"
+
+
+class StartupError(Exception):
+    """A fatal start-up problem, logged as ``F: <message>`` with exit code 1."""
+
+
+def output_options(opts: StorescpOptions) -> dict[str, Any]:
+    """The options that shape the output, recorded with every job for the workers."""
+    out_dir = opts.output_directory.rstrip("/") or "/"
+    return {
+        "output_dir": str(Path(out_dir).absolute()),
+        "output_dir_display": out_dir,
+        "encoding": {
+            "xfer": opts.write_xfer,
+            "new_vr": opts.enable_new_vr,
+            "group_length": opts.group_length,
+            "explicit_length": opts.length_explicit,
+            "padding": list(opts.padding) if opts.padding else None,
+            "convert_un": opts.convert_un,
+            "compression_level": opts.compression_level,
+            "bit_preserving": opts.bit_preserving,
+            "write_file": opts.write_file,
+        },
+    }
+
+
+def check_output_directory(opts: StorescpOptions) -> None:
+    """DCMTK's start-up checks of ``-od`` (spec §1.5 step 6)."""
+    path = opts.output_directory.rstrip("/") or "/"
+    if opts.output_directory != "." and not os.path.isdir(path):
+        raise StartupError("specified output directory does not exist")
+    if not opts.ignore and not os.access(path, os.W_OK):
+        raise StartupError("specified output directory is not writeable")
+
+
+def naming_mode(opts: StorescpOptions) -> str:
+    if opts.unique_filenames:
+        return "unique"
+    return "time" if opts.timenames else "default"
+
+
+def build_ae(opts: StorescpOptions) -> AE:
+    """An AE that negotiates like storescp with these options."""
+    register_storage_classes()
+    ae = AE(ae_title=opts.aetitle)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION
+    ae.require_called_aet = False
+    ae.maximum_pdu_size = opts.max_pdu
+    ae.acse_timeout = opts.acse_timeout
+    ae.dimse_timeout = opts.dimse_timeout
+    ae.network_timeout = opts.socket_timeout if opts.socket_timeout > 0 else None
+    add_default_contexts(ae, opts.prefer)
+    return ae
+
+
+def prepare_spool(settings: Settings) -> None:
+    """Point pynetdicom's chunked receive at our spool so a finished file is one rename away."""
+    settings.incoming_dir.mkdir(parents=True, exist_ok=True)
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    tempfile.tempdir = str(settings.incoming_dir)
+
+
+def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
+    """Receive until SIGTERM/SIGINT, then stop accepting and let open associations finish."""
+    check_output_directory(opts)
+    prepare_spool(settings)
+    db = jobs.JobDB(settings.jobs_db)
+    store = handlers.StoreHandler(
+        spool_dir=settings.spool_dir,
+        jobs_db=db,
+        enqueue=enqueue,
+        output=output_options(opts),
+        naming_mode=naming_mode(opts),
+        extension=opts.filename_extension,
+        host_lookup=not opts.disable_host_lookup,
+        ignore=opts.ignore,
+        check_uids=not opts.bit_preserving,
+    )
+    ae = build_ae(opts)
+    ae.maximum_associations = settings.max_associations
+    try:
+        server = ae.start_server(
+            (settings.bind, opts.port), block=False, evt_handlers=handlers.event_handlers(store)
+        )
+    except OSError as exc:
+        raise StartupError(f"cannot create network: {exc.strerror or exc}") from exc
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    drain(server, settings.shutdown_timeout)
+    db.close()
+    return 0
+
+
+def drain(server: Any, timeout: float) -> None:
+    """Stop accepting, wait up to ``timeout`` for open associations, then abort the rest.
+
+    Aborted transfers were never acknowledged, so the sender still owns them.
+    """
+    server.shutdown()
+    deadline = time.monotonic() + timeout
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for assoc in server.active_associations:
+        log.warning("aborting association still open at shutdown")
+        assoc.abort()

@@ -1,0 +1,44 @@
+"""The Huey application: one factory that every process calls with the same settings.
+
+The receiver (to enqueue), the consumer (to run) and the queue CLI (to inspect) all
+build their queue here, so task names and storage always agree.
+
+>>> queue = open_queue(load_settings(state_dir="/tmp/demo"))   # doctest: +SKIP
+>>> queue.enqueue_store(1)                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from huey import Huey, RedisHuey, SqliteHuey
+
+from spoolscp.settings import Settings
+from workers import tasks
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The Huey instance plus the tasks registered on it."""
+
+    huey: Huey
+    tasks: tasks.Tasks
+
+    def enqueue_store(self, seq: int) -> None:
+        """One durable wake-up for a received object (its job row is the truth)."""
+        self.huey.enqueue(self.tasks.store_object.s(seq))
+
+
+def make_huey(settings: Settings) -> Huey:
+    """SQLite by default; Redis when workers on several hosts share the queue."""
+    if settings.queue_backend == "redis":
+        return RedisHuey("spoolscp", url=settings.redis_url, results=False)
+    if settings.queue_backend == "sqlite":
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey("spoolscp", filename=str(settings.queue_db), fsync=True, timeout=30, results=False)
+    raise ValueError(f"unknown queue backend {settings.queue_backend!r} (sqlite or redis)")
+
+
+def open_queue(settings: Settings) -> Queue:
+    huey = make_huey(settings)
+    return Queue(huey, tasks.register(huey, settings))

@@ -1,0 +1,52 @@
+"""Writing one output file: atomically, durably, and the same on every re-run.
+
+The file is written under a temporary name in the output folder, fsynced, renamed
+over its final name and the folder fsynced, so a reader never sees half a file and a
+crash leaves either the old state or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from spoolscp.jobs import Job
+from spoolscp.spool import fsync_dir
+from workers.encoder import Encoding, write_output
+
+log = logging.getLogger("spoolscp.worker")
+
+
+def temp_name(job: Job) -> str:
+    """Hidden, per-job: a crashed attempt's leftover is recognisable and overwritten next time."""
+    return f".spoolscp-{job.seq}.tmp"
+
+
+def write_job_output(job: Job, spool_path: Path) -> Path:
+    """Write ``job``'s output file and return its path."""
+    options = job.options
+    encoding = Encoding(**{**options["encoding"], "padding": _pair(options["encoding"]["padding"])})
+    out_dir = Path(options["output_dir"])
+    final = out_dir / job.out_name
+    shown = f"{options['output_dir_display']}/{job.out_name}"
+    if not encoding.bit_preserving:
+        log.info("storing DICOM file: %s", shown)
+        if final.exists():
+            log.warning("DICOM file already exists, overwriting: %s", shown)
+    tmp = out_dir / temp_name(job)
+    try:
+        with open(tmp, "wb") as f:
+            write_output(spool_path, f, encoding, job.calling_ae)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(out_dir)
+    return final
+
+
+def _pair(value: list[int] | None) -> tuple[int, int] | None:
+    return (value[0], value[1]) if value else None
