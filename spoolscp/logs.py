@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -45,5 +46,8 @@ def setup(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
     quiet_libraries = LEVELS[level] > logging.DEBUG
-    for name in ("pynetdicom", "huey"):
+    for name in ("pynetdicom", "huey", "pydicom"):
         logging.getLogger(name).setLevel(logging.CRITICAL if quiet_libraries else LEVELS[level])
+    if quiet_libraries:
+        # pydicom repeats its value warnings through the warnings module as well
+        warnings.filterwarnings("ignore", module="pydicom")

@@ -1,0 +1,43 @@
+"""Small, upstreamable fixes to pynetdicom 3.0.4 for hostile input.
+
+A C-STORE request whose command set lacks a value pynetdicom needs (an empty Affected
+SOP Instance UID, for one) raises inside ``DIMSEMessage.decode_msg``. The exception
+kills the association's reactor thread: the peer never gets a response or an abort
+and hangs until its own timeout. pynetdicom already answers an invalid *complete*
+message with Evt19 (A-ABORT); :func:`install` extends that to decoding errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pynetdicom.dimse import DIMSEServiceProvider
+
+log = logging.getLogger("spoolscp.receiver")
+
+_original_receive = DIMSEServiceProvider.receive_primitive
+
+
+def _discard_partial(message: Any) -> None:
+    """Close and delete the chunked-receive file of a message that will never complete."""
+    handle = getattr(message, "_data_set_file", None)
+    if handle is not None:
+        handle.close()
+        Path(handle.name).unlink(missing_ok=True)
+
+
+def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
+    try:
+        _original_receive(self, primitive)
+    except Exception as exc:  # noqa: BLE001 - anything here must end in an abort, not a dead thread
+        log.error("DIMSE failure (aborting association): %s: %s", type(exc).__name__, exc)
+        message, self.message = self.message, None
+        _discard_partial(message)
+        self.dul.event_queue.put("Evt19")
+
+
+def install() -> None:
+    """Patch once; calling again is harmless."""
+    DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
