@@ -16,7 +16,7 @@ from typing import Any
 
 from pynetdicom import AE, _config
 
-from receiver import handlers
+from receiver import handlers, pynetdicom_fixes
 from receiver.negotiation import add_default_contexts, register_storage_classes
 from receiver.options import StorescpOptions
 from spoolscp import jobs
@@ -71,6 +71,7 @@ def naming_mode(opts: StorescpOptions) -> str:
 def build_ae(opts: StorescpOptions) -> AE:
     """An AE that negotiates like storescp with these options."""
     register_storage_classes()
+    pynetdicom_fixes.install()
     ae = AE(ae_title=opts.aetitle)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION
@@ -84,8 +85,15 @@ def build_ae(opts: StorescpOptions) -> AE:
 
 
 def prepare_spool(settings: Settings) -> None:
-    """Point pynetdicom's chunked receive at our spool so a finished file is one rename away."""
+    """Point pynetdicom's chunked receive at our spool so a finished file is one rename away.
+
+    Files left in ``incoming/`` by a receiver that died were never acknowledged: the
+    sender still owns them, so they are deleted.
+    """
     settings.incoming_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in settings.incoming_dir.iterdir():
+        log.debug("removing unacknowledged partial reception %s", leftover.name)
+        leftover.unlink(missing_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
     tempfile.tempdir = str(settings.incoming_dir)
 

@@ -1,0 +1,70 @@
+"""The job table's life cycle: claims make duplicated messages harmless."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spoolscp import jobs
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = jobs.JobDB(tmp_path / "jobs.db")
+    yield d
+    d.close()
+
+
+def received(n: int = 0) -> dict:
+    return {
+        "spool": f"s{n}.dcm", "received_at": 1.0, "calling_ae": "SCU", "called_ae": "SCP",
+        "peer_host": "localhost", "peer_ip": "127.0.0.1", "sop_class": "1.2", "sop_instance": f"1.2.{n}",
+        "transfer_syntax": "1.2.840.10008.1.2.1", "status": 0, "out_name": f"CT.1.2.{n}", "options": {"k": n},
+    }
+
+
+def test_sequence_numbers_follow_reception_order(db):
+    seqs = [jobs.record_received(db, received(i)) for i in range(3)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    assert jobs.get_job(db, seqs[1]).options == {"k": 1}
+
+
+def test_a_claimed_job_cannot_be_claimed_again_while_its_worker_lives(db):
+    seq = jobs.record_received(db, received())
+    assert jobs.claim(db, seq).state == "running"
+    assert jobs.claim(db, seq) is None  # duplicate message: no-op
+    jobs.mark_done(db, seq)
+    assert jobs.claim(db, seq) is None  # done stays done
+    assert jobs.stats(db) == {"received": 1, "pending": 0, "running": 0, "scheduled": 0, "done": 1, "failed": 0}
+
+
+def test_a_job_whose_worker_died_is_recovered(db, tmp_path):
+    seq = jobs.record_received(db, received())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    db.execute("UPDATE jobs SET state='running', pid=?, host=? WHERE seq=?", (pid, jobs.HOST, seq))
+    assert jobs.recoverable(db) == [seq]
+    job = jobs.claim(db, seq)
+    assert job is not None and job.attempts == 1
+    assert db.execute("SELECT pid FROM jobs WHERE seq=?", (seq,))[0][0] == os.getpid()
+
+
+def test_errors_are_scheduled_then_failed(db):
+    seq = jobs.record_received(db, received())
+    jobs.claim(db, seq)
+    jobs.mark_error(db, seq, "OSError: disk full", final=False)
+    assert jobs.stats(db)["scheduled"] == 1
+    jobs.claim(db, seq)
+    jobs.mark_error(db, seq, "OSError: disk full", final=True)
+    job = jobs.get_job(db, seq)
+    assert (job.state, job.error, job.attempts) == ("failed", "OSError: disk full", 2)
+    assert jobs.claim(db, seq) is None
+
+
+def test_two_processes_share_the_table(tmp_path):
+    """Receiver and workers open the same file; migrations run once, rows are seen by both."""
+    a, b = jobs.JobDB(tmp_path / "j.db"), jobs.JobDB(tmp_path / "j.db")
+    seq = jobs.record_received(a, received())
+    assert jobs.get_job(b, seq).sop_instance == "1.2.0"
+    a.close(), b.close()
