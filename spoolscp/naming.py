@@ -1,6 +1,6 @@
 """Output file names exactly as storescp 3.6.9 builds them (spec §4).
 
->>> default_name("1.2.840.10008.5.1.4.1.1.2", "1.2.3/4", ".dcm")
+>>> default_name("1.2.840.10008.5.1.4.1.1.2", "1.2.3;4", ".dcm")
 'CT.1.2.3_4.dcm'
 >>> namer = TimeNamer()
 >>> t = datetime(2024, 3, 5, 10, 20, 30)
@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime
 
@@ -17,18 +18,24 @@ from pydicom.uid import generate_uid
 
 from spoolscp.sopclasses import code_for
 
-# 3.6.9 turns path separators into "_"; NUL cannot be in a file name at all.
-_UNSAFE = str.maketrans({"/": "_", "\0": "_"})
+log = logging.getLogger("spoolscp.receiver")
+
+# DCMTK HEAD's file-name character set (the Debian 12 build has it too). 3.6.9 only
+# replaces "/", which lets a hostile UID put ";", "$(" or quotes into #f and #p.
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .:@-")
 
 
-def sanitize_uid(uid: str) -> str:
-    """The UID as it may appear inside a file name."""
-    return uid.translate(_UNSAFE)
+def sanitize(value: str, what: str = "SOP Instance UID") -> str:
+    """``value`` with every character outside the safe set replaced by ``_``, logged once."""
+    clean = "".join(c if c in _SAFE else "_" for c in value)
+    if clean != value:
+        log.warning('Sanitized unusual characters in %s, converted from "%s" to "%s".', what, value, clean)
+    return clean
 
 
 def default_name(sop_class: str, sop_instance: str, ext: str) -> str:
     """``<MOD>.<SOPInstanceUID><ext>`` (``-uf``, the default)."""
-    return f"{code_for(sop_class)}.{sanitize_uid(sop_instance)}{ext}"
+    return f"{code_for(sop_class)}.{sanitize(sop_instance)}{ext}"
 
 
 def unique_name(sop_class: str, ext: str) -> str:
