@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,9 +22,10 @@ from typing import Any, Callable
 from pynetdicom import evt
 from pynetdicom.association import Association
 
-from spoolscp import jobs, naming, spool
-from spoolscp.rawdicom import BrokenDataSet, scan_spool
+from spoolscp import jobs, spool
+from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
 from spoolscp.sopclasses import log_code_for
+from workers.studydirs import UnsafeStudyDir, study_dir_name
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -32,15 +34,20 @@ OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 
+# Longer UIDs would not fit a 255-byte file name with a code and an extension.
+MAX_UID_IN_NAME = 200
 
-@dataclass(frozen=True)
+
+@dataclass
 class Peer:
     """Who sent an object: what ``#a``, ``#c`` and ``#r`` expand to, and the job records."""
 
+    assoc: str  # unique association id, so the tracker can tell associations apart
     calling_ae: str
     called_ae: str
     host: str
     ip: str
+    stored: bool = False
 
 
 def peer_host(ip: str, lookup: bool) -> str:
@@ -61,12 +68,7 @@ class StoreHandler:
     jobs_db: jobs.JobDB
     enqueue: Callable[[int], None]
     output: dict[str, Any]  # the output options recorded with every job
-    naming_mode: str  # default | unique | time
-    extension: str
     host_lookup: bool
-    ignore: bool
-    check_uids: bool  # False in bit-preserving mode: DCMTK checks nothing there
-    timenamer: naming.TimeNamer = field(default_factory=naming.TimeNamer)
     _peers: "weakref.WeakKeyDictionary[Association, Peer]" = field(default_factory=weakref.WeakKeyDictionary)
     _peers_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -77,6 +79,7 @@ class StoreHandler:
         if found is None:
             req = assoc.requestor
             found = Peer(
+                assoc=uuid.uuid4().hex,
                 calling_ae=req.primitive.calling_ae_title,
                 called_ae=req.primitive.called_ae_title,
                 host=peer_host(req.address, self.host_lookup),
@@ -86,18 +89,24 @@ class StoreHandler:
                 self._peers[assoc] = found
         return found
 
-    def out_name(self, sop_class: str, sop_instance: str) -> str:
-        if self.naming_mode == "unique":
-            return naming.unique_name(sop_class, self.extension)
-        if self.naming_mode == "time":
-            return self.timenamer.next(sop_class, self.extension, datetime.now())
-        return naming.default_name(sop_class, sop_instance, self.extension)
+    def sort_refusal(self, info: SpoolInfo) -> int | None:
+        """0xC000 when a sort mode cannot place the object (spec §6); nothing is written then."""
+        sort = self.output.get("sort")
+        if sort and not info.study_uid:
+            log.error("element StudyInstanceUID (0020,000d) absent or empty in data set")
+            return CANNOT_UNDERSTAND
+        if sort == "uid":
+            try:
+                study_dir_name("uid", self.output.get("sort_prefix", ""), info.study_uid, None, datetime.now())
+            except UnsafeStudyDir as exc:
+                log.error("%s", exc)
+                return CANNOT_UNDERSTAND
+        return None
 
-    def status_for(self, path: Path, sop_class: str, sop_instance: str) -> int:
-        """DCMTK's status for a received data set (spec §2.9), read without decoding it."""
-        info = scan_spool(path)
-        if not self.check_uids:
-            return SUCCESS
+    def status_for(self, info: SpoolInfo, sop_class: str, sop_instance: str) -> int:
+        """DCMTK's status for a stored data set (spec §2.9), read without decoding it."""
+        if self.output["encoding"]["bit_preserving"]:
+            return SUCCESS  # DCMTK checks nothing in bit-preserving mode
         if info.sop_class is None or info.sop_instance is None:
             log.error("bad DICOM file: %s", sop_instance)
             return CANNOT_UNDERSTAND
@@ -109,17 +118,20 @@ class StoreHandler:
         req = event.request
         sop_class, sop_instance = str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID)
         log.info("Received Store Request (MsgID %s, %s)", req.MessageID, log_code_for(sop_class))
-        if self.ignore:
+        if self.output.get("ignore"):
             return SUCCESS
         received = Path(event.dataset_path)
         try:
-            status = self.status_for(received, sop_class, sop_instance)
+            info = scan_spool(received)
         except BrokenDataSet as exc:
             log.error("Store SCP Failed: broken data set refused, nothing stored: %s", exc)
             return CANNOT_UNDERSTAND
-        name = self.out_name(sop_class, sop_instance)
-        if len(name.encode()) > 255:
-            log.error("cannot write DICOM file: %s: File name too long", name[:64] + "...")
+        refused = self.sort_refusal(info)
+        if refused is not None:
+            return refused
+        status = self.status_for(info, sop_class, sop_instance)
+        if len(sop_instance) > MAX_UID_IN_NAME:
+            log.error("cannot write DICOM file: %s...: File name too long", sop_instance[:64])
             return OUT_OF_RESOURCES
         peer = self.peer(event.assoc)
         try:
@@ -133,6 +145,7 @@ class StoreHandler:
                 {
                     "spool": spooled,
                     "received_at": time.time(),
+                    "assoc": peer.assoc,
                     "calling_ae": peer.calling_ae,
                     "called_ae": peer.called_ae,
                     "peer_host": peer.host,
@@ -141,7 +154,9 @@ class StoreHandler:
                     "sop_instance": sop_instance,
                     "transfer_syntax": str(event.context.transfer_syntax),
                     "status": status,
-                    "out_name": name,
+                    "study_uid": info.study_uid,
+                    "patient_name": info.patient_name,
+                    "charset": info.charset,
                     "options": self.output,
                 },
             )
@@ -149,11 +164,25 @@ class StoreHandler:
             log.error("cannot record received object %s: %s", sop_instance, exc)
             spool.remove(self.spool_dir, spooled)
             return OUT_OF_RESOURCES
+        peer.stored = True
+        self.wake(seq)
+        return status
+
+    def wake(self, seq: int) -> None:
         try:
             self.enqueue(seq)
         except Exception as exc:  # noqa: BLE001 - the job row is the truth; the reconciler re-queues
             log.warning("could not enqueue job %d (the workers' reconciler will pick it up): %s", seq, exc)
-        return status
+
+    def association_ended(self, event: evt.Event) -> None:
+        """Tell the tracker, in reception order, that this sender is gone (spec §7)."""
+        with self._peers_lock:
+            peer = self._peers.get(event.assoc)
+        if peer is not None and peer.stored:
+            try:
+                self.wake(jobs.record_assoc_end(self.jobs_db, peer.assoc))
+            except Exception as exc:  # noqa: BLE001 - only end-of-study timing depends on it
+                log.warning("could not record the end of an association: %s", exc)
 
 
 def handle_echo(event: evt.Event) -> int:
@@ -191,4 +220,6 @@ def event_handlers(store: StoreHandler) -> list[tuple]:
         (evt.EVT_C_STORE, store),
         (evt.EVT_RELEASED, handle_released),
         (evt.EVT_ABORTED, handle_aborted),
+        (evt.EVT_RELEASED, store.association_ended),
+        (evt.EVT_ABORTED, store.association_ended),
     ]

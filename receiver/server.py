@@ -39,6 +39,16 @@ def output_options(opts: StorescpOptions) -> dict[str, Any]:
     return {
         "output_dir": str(Path(out_dir).absolute()),
         "output_dir_display": out_dir,
+        "naming": "unique" if opts.unique_filenames else "time" if opts.timenames else "default",
+        "extension": opts.filename_extension,
+        "ignore": opts.ignore,
+        "sort": opts.sort,
+        "sort_prefix": opts.sort_prefix,
+        "exec_on_reception": opts.exec_on_reception,
+        "exec_on_eostudy": opts.exec_on_eostudy,
+        "rename_on_eostudy": opts.rename_on_eostudy,
+        "eostudy_timeout": opts.eostudy_timeout,
+        "exec_sync": opts.exec_sync,
         "encoding": {
             "xfer": opts.write_xfer,
             "new_vr": opts.enable_new_vr,
@@ -60,12 +70,6 @@ def check_output_directory(opts: StorescpOptions) -> None:
         raise StartupError("specified output directory does not exist")
     if not opts.ignore and not os.access(path, os.W_OK):
         raise StartupError("specified output directory is not writeable")
-
-
-def naming_mode(opts: StorescpOptions) -> str:
-    if opts.unique_filenames:
-        return "unique"
-    return "time" if opts.timenames else "default"
 
 
 def build_ae(opts: StorescpOptions) -> AE:
@@ -108,11 +112,7 @@ def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
         jobs_db=db,
         enqueue=enqueue,
         output=output_options(opts),
-        naming_mode=naming_mode(opts),
-        extension=opts.filename_extension,
         host_lookup=not opts.disable_host_lookup,
-        ignore=opts.ignore,
-        check_uids=not opts.bit_preserving,
     )
     ae = build_ae(opts)
     ae.maximum_associations = settings.max_associations

@@ -66,7 +66,7 @@ def run_receiver(opts: StorescpOptions, settings: Settings) -> int:
     from workers.app import open_queue
 
     try:
-        return serve(opts, settings, open_queue(settings).enqueue_store)
+        return serve(opts, settings, open_queue(settings).enqueue)
     except StartupError as exc:
         return fatal(str(exc))
 
@@ -144,7 +144,7 @@ def worker_main(argv: Sequence[str]) -> int:
     from workers.tasks import run_reconcile
 
     queue = open_queue(settings)
-    run_reconcile(settings, queue.enqueue_store)
+    run_reconcile(settings, queue.enqueue)
     consumer = queue.huey.create_consumer(
         workers=settings.workers,
         worker_type="process",

@@ -32,7 +32,8 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-STATES = ("queued", "running", "scheduled", "done", "failed")
+STATES = ("queued", "waiting", "running", "scheduled", "done", "failed")
+KINDS = ("store", "assoc_end", "eos", "exec")
 HOST = socket.gethostname()
 
 migrations = Migrations("spoolscp.jobs")
@@ -40,17 +41,36 @@ migrations = Migrations("spoolscp.jobs")
 
 @migrations()
 def m001_jobs(db: sqlite_utils.Database) -> None:
-    """The first schema: received objects and their processing state."""
+    """The job table, the study tracker's state and the associations it has seen.
+
+    ``kind`` says what a row is: ``store`` (a received object), ``assoc_end`` (an
+    association that stored objects has ended: a marker in reception order), ``eos``
+    (an end of study: rename its files) or ``exec`` (one -xcr/-xcs command line).
+    """
     # AUTOINCREMENT: a sequence number is never reused, even after purges.
     db.execute(
-        "CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, state TEXT NOT NULL,"
-        " spool TEXT NOT NULL, received_at REAL NOT NULL, calling_ae TEXT, called_ae TEXT,"
-        " peer_host TEXT, peer_ip TEXT, sop_class TEXT, sop_instance TEXT,"
-        " transfer_syntax TEXT, status INTEGER, out_name TEXT, options TEXT NOT NULL,"
+        "CREATE TABLE IF NOT EXISTS jobs ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL DEFAULT 'store',"
+        " state TEXT NOT NULL, spool TEXT, received_at REAL NOT NULL, assoc TEXT,"
+        " calling_ae TEXT, called_ae TEXT, peer_host TEXT, peer_ip TEXT,"
+        " sop_class TEXT, sop_instance TEXT, transfer_syntax TEXT, status INTEGER,"
+        " study_uid TEXT, patient_name BLOB, charset TEXT, options TEXT NOT NULL DEFAULT '{}',"
+        " tracked INTEGER NOT NULL DEFAULT 0, study_id INTEGER, out_subdir TEXT, out_name TEXT,"
+        " command TEXT, plan TEXT, after_seq INTEGER, sync INTEGER NOT NULL DEFAULT 0,"
         " attempts INTEGER NOT NULL DEFAULT 0, error TEXT, pid INTEGER, host TEXT,"
-        " lease_until REAL, updated_at REAL)"
+        " lease_until REAL, child_pid INTEGER, updated_at REAL)"
     )
-    db["jobs"].create_index(["state"], if_not_exists=True)
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, kind)")
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_untracked ON jobs (tracked, seq)")
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_study ON jobs (study_id, kind)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS studies (id INTEGER PRIMARY KEY AUTOINCREMENT, uid TEXT NOT NULL,"
+        " dir TEXT NOT NULL, state TEXT NOT NULL, opened_seq INTEGER, last_seq INTEGER,"
+        " last_at REAL, last_assoc TEXT, closed_by TEXT)"
+    )
+    db.execute("CREATE TABLE IF NOT EXISTS assocs (id TEXT PRIMARY KEY, ended INTEGER NOT NULL DEFAULT 0)")
+    db.execute("CREATE TABLE IF NOT EXISTS tracker (id INTEGER PRIMARY KEY CHECK (id = 1), tn_last TEXT, tn_counter INTEGER)")
+    db.execute("INSERT OR IGNORE INTO tracker (id, tn_last, tn_counter) VALUES (1, '', -1)")
 
 
 @dataclass(frozen=True)
@@ -58,24 +78,37 @@ class Job:
     """One row of the job table, with its options decoded."""
 
     seq: int
+    kind: str
     state: str
-    spool: str
+    spool: str | None
     received_at: float
-    calling_ae: str
-    called_ae: str
-    peer_host: str
-    peer_ip: str
-    sop_class: str
-    sop_instance: str
-    transfer_syntax: str
-    status: int
-    out_name: str
+    assoc: str | None
+    calling_ae: str | None
+    called_ae: str | None
+    peer_host: str | None
+    peer_ip: str | None
+    sop_class: str | None
+    sop_instance: str | None
+    transfer_syntax: str | None
+    status: int | None
+    study_uid: str | None
+    patient_name: bytes | None
+    charset: str | None
     options: dict[str, Any]
+    tracked: int
+    study_id: int | None
+    out_subdir: str | None
+    out_name: str | None
+    command: str | None
+    plan: str | None
+    after_seq: int | None
+    sync: int
     attempts: int
     error: str | None
+    child_pid: int | None
 
 
-_JOB_COLUMNS = ", ".join(Job.__dataclass_fields__)
+JOB_COLUMNS = ", ".join(Job.__dataclass_fields__)
 
 
 class JobDB:
@@ -124,28 +157,40 @@ class _Immediate:
             self.db.lock.release()
 
 
+def insert(c: sqlite3.Connection, row: dict[str, Any]) -> int:
+    """Insert one row (``options`` as a dict) and return its sequence number."""
+    row = dict(row, updated_at=time.time())
+    if "options" in row:
+        row["options"] = json.dumps(row["options"])
+    cols = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    return int(c.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", tuple(row.values())).lastrowid)
+
+
 def record_received(db: JobDB, fields: dict[str, Any]) -> int:
     """Insert a received object as ``queued`` and return its sequence number.
 
     The commit is synchronous (fsynced) before this returns.
     """
-    row = dict(fields, state="queued", options=json.dumps(fields["options"]), updated_at=time.time())
-    cols = ", ".join(row)
-    marks = ", ".join("?" for _ in row)
     with db.lock:
-        cur = db.conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", tuple(row.values()))
-        return int(cur.lastrowid)
+        return insert(db.conn, dict(fields, kind="store", state="queued"))
 
 
-def _job(row: tuple) -> Job:
+def record_assoc_end(db: JobDB, assoc: str) -> int:
+    """Mark, in reception order, that an association which stored objects has ended."""
+    with db.lock:
+        return insert(db.conn, {"kind": "assoc_end", "state": "done", "assoc": assoc, "received_at": time.time()})
+
+
+def job_from_row(row: tuple) -> Job:
     values = dict(zip(Job.__dataclass_fields__, row))
     values["options"] = json.loads(values["options"])
     return Job(**values)
 
 
 def get_job(db: JobDB, seq: int) -> Job | None:
-    rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE seq = ?", (seq,))
-    return _job(rows[0]) if rows else None
+    rows = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?", (seq,))
+    return job_from_row(rows[0]) if rows else None
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -189,21 +234,23 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0) -> Job | None:
             " updated_at=? WHERE seq=?",
             (os.getpid(), HOST, now + lease_seconds, now, seq),
         )
-        full = c.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE seq = ?", (seq,)).fetchone()
-    return _job(full)
+        full = c.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?", (seq,)).fetchone()
+    return job_from_row(full)
 
 
-def mark_done(db: JobDB, seq: int) -> None:
+def mark_done(db: JobDB, seq: int, note: str | None = None) -> None:
+    """Finished: ``note`` says why a step had nothing to do (kept in ``error``)."""
     db.execute(
-        "UPDATE jobs SET state='done', error=NULL, pid=NULL, lease_until=NULL, updated_at=? WHERE seq=?",
-        (time.time(), seq),
+        "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
+        " WHERE seq=?",
+        (note, time.time(), seq),
     )
 
 
 def mark_error(db: JobDB, seq: int, error: str, final: bool) -> None:
     """Record a failed attempt: ``scheduled`` for a retry, or ``failed`` after the last one."""
     db.execute(
-        "UPDATE jobs SET state=?, error=?, pid=NULL, lease_until=NULL, updated_at=? WHERE seq=?",
+        "UPDATE jobs SET state=?, error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=? WHERE seq=?",
         ("failed" if final else "scheduled", error, time.time(), seq),
     )
 
@@ -216,13 +263,16 @@ def release(db: JobDB, seq: int) -> None:
 def stats(db: JobDB) -> dict[str, int]:
     """Counts for ``queue stats``: ``received`` (all rows), then one per state.
 
-    The ``queued`` state is reported as ``pending``, the word operators know from Huey.
+    ``received`` counts objects; the other counts cover every job (objects, ends of study,
+    commands). ``queued`` and ``waiting`` (an exec waiting for its turn) are reported as
+    ``pending``, the word operators know from Huey.
     """
     counts = dict.fromkeys(STATES, 0)
-    for state, n in db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+    for state, n in db.execute("SELECT state, count(*) FROM jobs WHERE kind != 'assoc_end' GROUP BY state"):
         counts[state] = n
-    result = {"received": sum(counts.values()), "pending": counts.pop("queued")}
-    return result | counts
+    received = db.execute("SELECT count(*) FROM jobs WHERE kind = 'store'")[0][0]
+    pending = counts.pop("queued") + counts.pop("waiting")
+    return {"received": received, "pending": pending} | counts
 
 
 def recoverable(db: JobDB, stale_after: float = 0.0) -> list[int]:

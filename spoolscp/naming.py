@@ -2,16 +2,13 @@
 
 >>> default_name("1.2.840.10008.5.1.4.1.1.2", "1.2.3;4", ".dcm")
 'CT.1.2.3_4.dcm'
->>> namer = TimeNamer()
->>> t = datetime(2024, 3, 5, 10, 20, 30)
->>> [namer.next("1.2.840.10008.5.1.4.1.1.2", "", t) for _ in range(3)]
-['20240305102030000.CT', '20240305102030000_0000.CT', '20240305102030000_0001.CT']
+>>> next_time_name("1.2.840.10008.5.1.4.1.1.2", "", datetime(2024, 3, 5, 10, 20, 30), "", -1)
+('20240305102030000.CT', -1)
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime
 
 from pydicom.uid import generate_uid
@@ -43,28 +40,16 @@ def unique_name(sop_class: str, ext: str) -> str:
     return f"{code_for(sop_class)}.X.{generate_uid()}{ext}"
 
 
-class TimeNamer:
-    """``-tn`` names: a millisecond timestamp, and a serial only against the previous name.
+def next_time_name(sop_class: str, ext: str, when: datetime, last: str, counter: int) -> tuple[str, int]:
+    """``-tn``: the name for an object received at ``when``, and the new serial counter.
 
-    The state is process-wide in DCMTK (it spans associations), so one instance serves
-    the whole receiver; the lock keeps concurrent associations in reception order.
+    A serial appears only when the name would equal the previous file's name ``last``
+    (same millisecond, code and extension); ``counter`` is -1 when no serial is running.
+    The state spans associations in DCMTK, so the caller keeps it in reception order.
     """
-
-    def __init__(self) -> None:
-        self.last = ""
-        self.counter = -1
-        self.lock = threading.Lock()
-
-    def next(self, sop_class: str, ext: str, now: datetime) -> str:
-        stamp = now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 1000:03d}"
-        tail = f".{code_for(sop_class)}{ext}"
-        with self.lock:
-            serial = "" if self.counter == -1 else f"_{self.counter:04d}"
-            if f"{stamp}{serial}{tail}" == self.last:
-                self.counter += 1
-                name = f"{stamp}_{self.counter:04d}{tail}"
-            else:
-                self.counter = -1
-                name = f"{stamp}{tail}"
-            self.last = name
-            return name
+    stamp = when.strftime("%Y%m%d%H%M%S") + f"{when.microsecond // 1000:03d}"
+    tail = f".{code_for(sop_class)}{ext}"
+    serial = "" if counter == -1 else f"_{counter:04d}"
+    if f"{stamp}{serial}{tail}" == last:
+        return f"{stamp}_{counter + 1:04d}{tail}", counter + 1
+    return f"{stamp}{tail}", -1

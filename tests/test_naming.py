@@ -49,9 +49,11 @@ def test_unique_names_differ_every_time():
 
 def test_timenames_follow_the_serial_rule_of_spec_4_3():
     """Association 1 stores CT x4, association 2 MR, CT, CT, all in one millisecond."""
-    namer = naming.TimeNamer()
     now = datetime(2024, 3, 5, 10, 20, 30)
-    names = [namer.next(cls, "", now) for cls in (CT, CT, CT, CT, MR, CT, CT)]
+    names, last, counter = [], "", -1
+    for cls in (CT, CT, CT, CT, MR, CT, CT):
+        last, counter = naming.next_time_name(cls, "", now, last, counter)
+        names.append(last)
     stamp = "20240305102030000"
     assert names == [
         f"{stamp}.CT",
@@ -65,7 +67,6 @@ def test_timenames_follow_the_serial_rule_of_spec_4_3():
 
 
 def test_timenames_reset_when_the_millisecond_changes():
-    namer = naming.TimeNamer()
-    first = namer.next(CT, ".dcm", datetime(2024, 3, 5, 10, 20, 30, 1000))
-    second = namer.next(CT, ".dcm", datetime(2024, 3, 5, 10, 20, 30, 2000))
+    first, counter = naming.next_time_name(CT, ".dcm", datetime(2024, 3, 5, 10, 20, 30, 1000), "", -1)
+    second, _ = naming.next_time_name(CT, ".dcm", datetime(2024, 3, 5, 10, 20, 30, 2000), first, counter)
     assert (first, second) == ("20240305102030001.CT.dcm", "20240305102030002.CT.dcm")

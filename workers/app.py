@@ -4,7 +4,7 @@ The receiver (to enqueue), the consumer (to run) and the queue CLI (to inspect) 
 build their queue here, so task names and storage always agree.
 
 >>> queue = open_queue(load_settings(state_dir="/tmp/demo"))   # doctest: +SKIP
->>> queue.enqueue_store(1)                                    # doctest: +SKIP
+>>> queue.enqueue(1)                                          # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ class Queue:
     huey: Huey
     tasks: tasks.Tasks
 
-    def enqueue_store(self, seq: int) -> None:
-        """One durable wake-up for a received object (its job row is the truth)."""
-        self.huey.enqueue(self.tasks.store_object.s(seq))
+    def enqueue(self, seq: int) -> None:
+        """One durable wake-up for job row ``seq`` (the row, not the message, is the truth)."""
+        self.huey.enqueue(self.tasks.run_job.s(seq))
 
 
 def make_huey(settings: Settings) -> Huey:

@@ -13,7 +13,11 @@ the operator's own ``-od`` and prefix, so no received byte can leave its argumen
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
+import time
+from pathlib import Path
+from typing import Callable
 
 from spoolscp.naming import sanitize
 
@@ -40,7 +44,48 @@ def expand(command: str, *, p: str | None, f: str | None, a: str, c: str, r: str
     return command
 
 
-def run(command: str, timeout: float | None = None) -> int:
-    """Run through ``/bin/sh -c`` like DCMTK; the exit status decides retry or done."""
+class CommandFailed(RuntimeError):
+    """A command exited non-zero: retried with backoff, then kept as failed."""
+
+
+# /bin/sh runs the command like DCMTK, then records its exit status durably, so a
+# worker killed while the command runs can tell later whether it finished.
+_WRAPPER = 'sh -c "$1"; s=$?; echo $s > "$2.tmp" && mv "$2.tmp" "$2"; exit $s'
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_status(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def run_once(command: str, status_file: Path, earlier_child: int | None, started: Callable[[int], None]) -> int:
+    """Run ``command`` through ``/bin/sh -c`` and return its exit status, at most once per attempt.
+
+    ``earlier_child`` is the shell of an attempt whose worker died: if that command
+    finished, its recorded status is the answer; if it still runs, it is waited for;
+    only a command that never finished is run again.
+    """
+    if earlier_child is not None:
+        while _alive(earlier_child):
+            time.sleep(0.1)
+        status = _read_status(status_file)
+        if status is not None:
+            return status
+    status_file.parent.mkdir(parents=True, exist_ok=True)
+    status_file.unlink(missing_ok=True)
     log.debug("executing command: %s", command)
-    return subprocess.run(["/bin/sh", "-c", command], timeout=timeout).returncode
+    child = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "spoolscp-exec", command, str(status_file)])
+    started(child.pid)
+    return child.wait()

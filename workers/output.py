@@ -27,9 +27,9 @@ def write_job_output(job: Job, spool_path: Path) -> Path:
     """Write ``job``'s output file and return its path."""
     options = job.options
     encoding = Encoding(**{**options["encoding"], "padding": _pair(options["encoding"]["padding"])})
-    out_dir = Path(options["output_dir"])
+    out_dir = Path(options["output_dir"], job.out_subdir or "")
     final = out_dir / job.out_name
-    shown = f"{options['output_dir_display']}/{job.out_name}"
+    shown = "/".join(filter(None, (options["output_dir_display"], job.out_subdir, job.out_name)))
     if not encoding.bit_preserving:
         log.info("storing DICOM file: %s", shown)
         if final.exists():

@@ -1,38 +1,58 @@
-"""The task definitions: what a worker does with a job, and how lost work comes back.
+"""The task definitions: what a worker does with a job row, and how lost work comes back.
 
-``store_object(seq)`` turns one spooled object into its output file. It is idempotent:
-it first claims the job row (``spoolscp.jobs.claim``), so a duplicated Huey message, or
-one re-sent by the reconciler, finds the job done or running and does nothing.
+One Huey task, ``run_job(seq)``, runs whatever the row says (``kind``):
 
-``reconcile()`` runs at worker start and every minute: it re-enqueues jobs whose Huey
-message was lost (a worker SIGKILLed mid-task, a receiver that died between commit
-and enqueue).
+* ``store``: track it (folder, name, follow-ups), write its output file, mark it done,
+  drop its spool file;
+* ``eos``: rename the files of a study that ended;
+* ``exec``: run one ``-xcr``/``-xcs`` command line; a non-zero exit is retried.
+
+Every run first claims its row (``spoolscp.jobs.claim``): a duplicated Huey message,
+or one re-sent by the reconciler, finds the row done or running and does nothing.
+After each step, :func:`release_followups` hands the next commands to the queue in
+storescp's order (``workers.dispatch``).
+
+``study_timeout`` fires ``-tos`` seconds after an object to end idle studies;
+``reconcile`` runs at worker start and every minute and re-enqueues rows whose Huey
+message was lost (a SIGKILLed worker, a receiver that died before enqueueing).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from huey import Huey, crontab
 
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet
 from spoolscp.settings import Settings
+from workers import dispatch, eos, execs, tracker
 from workers.encoder import CannotWrite
 from workers.output import write_job_output
 
 log = logging.getLogger("spoolscp.worker")
 
 # Failures that no retry can cure: fail the job at once, with its reason.
-PERMANENT = (BrokenDataSet, CannotWrite, FileNotFoundError)
+PERMANENT = (BrokenDataSet, CannotWrite, FileNotFoundError, IsADirectoryError)
+
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """How a running task hands work on: a row to run, or an end-of-study check later."""
+
+    enqueue: Callable[[int], None]
+    check_studies_in: Callable[[float], None]
 
 
 @dataclass(frozen=True)
 class Tasks:
-    store_object: Any
+    run_job: Any
+    study_timeout: Any
     reconcile: Any
 
 
@@ -47,52 +67,114 @@ def job_db(settings: Settings) -> jobs.JobDB:
     return _dbs[key]
 
 
-def run_store(settings: Settings, seq: int, last_attempt: bool) -> None:
-    """Write one job's output, then mark it done, then drop its spool file."""
+def release_followups(db: jobs.JobDB, enqueue: Callable[[int], None]) -> None:
+    for seq in dispatch.dispatch(db):
+        enqueue(seq)
+
+
+def run_store(settings: Settings, db: jobs.JobDB, job: jobs.Job) -> str | None:
+    """Write one object's output; the spool file goes only once the output is durable."""
+    write_job_output(job, settings.spool_dir / job.spool)
+    return None
+
+
+def run_eos(settings: Settings, db: jobs.JobDB, job: jobs.Job) -> str | None:
+    eos.rename_study(db, job)
+    return None
+
+
+def run_exec(settings: Settings, db: jobs.JobDB, job: jobs.Job) -> str | None:
+    """Run the command; skipped (done, with a note) when its object was not stored."""
+    if job.after_seq is not None:
+        target = jobs.get_job(db, job.after_seq)
+        if target is not None and target.kind == "store" and target.state != "done":
+            return "skipped: the object was not stored"
+
+    def started(pid: int) -> None:
+        db.execute("UPDATE jobs SET child_pid = ? WHERE seq = ?", (pid, job.seq))
+
+    status = execs.run_once(job.command, settings.state_dir / "exec" / f"{job.seq}.status", job.child_pid, started)
+    if status != 0:
+        raise execs.CommandFailed(f"exit status {status}: {job.command}")
+    return None
+
+
+RUNNERS = {"store": run_store, "eos": run_eos, "exec": run_exec}
+
+
+def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> None:
+    """Claim row ``seq``, run its step, record the outcome, release what may follow."""
     db = job_db(settings)
+    tracker.track(db)
     job = jobs.claim(db, seq, settings.lease_seconds)
     if job is None:
         return
+    enqueue = handoff.enqueue
+    timeout = job.options.get("eostudy_timeout") if job.kind == "store" else None
+    if timeout is not None:
+        handoff.check_studies_in(timeout + 0.05)
+    if job.kind == "exec":
+        release_followups(db, enqueue)  # an asynchronous command lets the next one start
     try:
-        write_job_output(job, settings.spool_dir / job.spool)
+        note = RUNNERS[job.kind](settings, db, job)
     except PERMANENT as exc:
-        log.error("cannot write DICOM file: %s: %s", job.out_name, exc)
+        log.error("job %d (%s) failed: %s: %s", seq, job.kind, type(exc).__name__, exc)
         jobs.mark_error(db, seq, f"{type(exc).__name__}: {exc}", final=True)
-        return
     except Exception as exc:
-        log.error("cannot write DICOM file: %s: %s", job.out_name, exc)
+        log.error("job %d (%s) failed: %s: %s", seq, job.kind, type(exc).__name__, exc)
         jobs.mark_error(db, seq, f"{type(exc).__name__}: {exc}", final=last_attempt)
+        release_followups(db, enqueue)
         raise
-    jobs.mark_done(db, seq)
-    spool.remove(settings.spool_dir, job.spool)
+    else:
+        jobs.mark_done(db, seq, note)
+        if job.kind == "store":
+            spool.remove(settings.spool_dir, job.spool)
+    release_followups(db, enqueue)
 
 
-def run_reconcile(settings: Settings, enqueue: Any) -> int:
+def run_reconcile(settings: Settings, enqueue: Callable[[int], None]) -> int:
     """Re-enqueue every job that has no live worker and no pending message; return the count."""
     db = job_db(settings)
+    tracker.track(db)
+    tracker.close_idle_studies(db, time.time())
     seqs = jobs.recoverable(db, stale_after=settings.lease_seconds / 10)
     for seq in seqs:
         enqueue(seq)
     if seqs:
         log.warning("re-queued %d job(s) whose work was lost", len(seqs))
+    release_followups(db, enqueue)
     return len(seqs)
 
 
 def register(huey: Huey, settings: Settings) -> Tasks:
     """Define the tasks on ``huey`` with the retry policy of ``settings``."""
 
+    def enqueue(seq: int) -> None:
+        huey.enqueue(run_job.s(seq))
+
+    def check_studies_in(delay: float) -> None:
+        study_timeout.schedule(delay=delay)
+
+    handoff = Handoff(enqueue, check_studies_in)
+
     @huey.task(
-        name="spoolscp.store_object",
+        name="spoolscp.run_job",
         retries=settings.retries,
         retry_delay=settings.retry_delay,
         retry_backoff=settings.retry_backoff,
         context=True,
     )
-    def store_object(seq: int, task: Any = None) -> None:
-        run_store(settings, seq, last_attempt=task is None or task.retries == 0)
+    def run_job(seq: int, task: Any = None) -> None:
+        run(settings, seq, last_attempt=task is None or task.retries == 0, handoff=handoff)
+
+    @huey.task(name="spoolscp.study_timeout")
+    def study_timeout() -> None:
+        db = job_db(settings)
+        tracker.close_idle_studies(db, time.time())
+        release_followups(db, enqueue)
 
     @huey.periodic_task(crontab(minute="*"), name="spoolscp.reconcile")
     def reconcile() -> None:
-        run_reconcile(settings, lambda seq: huey.enqueue(store_object.s(seq)))
+        run_reconcile(settings, enqueue)
 
-    return Tasks(store_object=store_object, reconcile=reconcile)
+    return Tasks(run_job=run_job, study_timeout=study_timeout, reconcile=reconcile)

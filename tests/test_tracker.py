@@ -1,0 +1,185 @@
+"""The study tracker decides folders, names and ends of study in reception order (spec §6, §7)."""
+
+import json
+from datetime import datetime
+
+import pytest
+
+from spoolscp import jobs
+from workers import dispatch, tracker
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+T0 = datetime(2026, 11, 25, 12, 33, 20, 996000).timestamp()
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = jobs.JobDB(tmp_path / "jobs.db")
+    yield d
+    d.close()
+
+
+def options(out, **kw):
+    base = {
+        "output_dir": str(out), "output_dir_display": "out", "naming": "default", "extension": "",
+        "sort": None, "sort_prefix": "", "exec_on_reception": None, "exec_on_eostudy": None,
+        "rename_on_eostudy": False, "eostudy_timeout": None, "exec_sync": False, "ignore": False,
+    }
+    return base | kw
+
+
+def receive(db, opts, study, n, assoc="a1", at=0.0, ae="SCU"):
+    return jobs.record_received(db, {
+        "spool": f"{n}.dcm", "received_at": T0 + at, "assoc": assoc, "calling_ae": ae, "called_ae": "SCP",
+        "peer_host": "localhost", "peer_ip": "127.0.0.1", "sop_class": CT, "sop_instance": f"1.2.3.4.100.{n}",
+        "transfer_syntax": "1.2.840.10008.1.2.1", "status": 0, "study_uid": study, "patient_name": b"Doe^J",
+        "charset": None, "options": opts,
+    })
+
+
+def rows(db, kind):
+    return [jobs.job_from_row(r) for r in db.execute(
+        f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE kind = ? ORDER BY seq", (kind,))]
+
+
+def test_without_sorting_every_object_goes_to_the_output_folder(db, tmp_path):
+    receive(db, options(tmp_path), "1.2.1", 1)
+    assert tracker.track(db) == 1
+    (job,) = rows(db, "store")
+    assert (job.out_subdir, job.out_name, job.study_id) == ("", "CT.1.2.3.4.100.1", None)
+
+
+def test_study_order_1_1_2_then_2_1_as_dcmtk(db, tmp_path):
+    """Spec §7 example: objects 1, 1, 2 | 2, 1 with -ss PRE -rns -xcr -xcs."""
+    opts = options(tmp_path, sort="conc", sort_prefix="PRE", rename_on_eostudy=True,
+                   exec_on_reception="rec #p #f", exec_on_eostudy="eos #p #a")
+    for n, (study, assoc) in enumerate([("s1", "a1"), ("s1", "a1"), ("s2", "a1")], start=1):
+        receive(db, opts, study, n, assoc, at=n)
+    jobs.record_assoc_end(db, "a1")
+    receive(db, opts, "s2", 4, "a2", at=10)
+    receive(db, opts, "s1", 5, "a2", at=11)
+    tracker.track(db)
+    dirs = [r[0] for r in db.execute("SELECT dir FROM studies ORDER BY id")]
+    assert len(dirs) == 3 and all(d.startswith("PRE_20261125_1233") for d in dirs)
+    assert len(set(dirs)) == 3  # study 1 came back: a new folder with -ss
+    stores = rows(db, "store")
+    assert [s.out_subdir for s in stores] == [dirs[0], dirs[0], dirs[1], dirs[1], dirs[2]]
+    followups = sorted(rows(db, "exec") + rows(db, "eos"), key=lambda r: r.seq)
+    described = [(r.kind, r.command) for r in followups]
+    assert described == [
+        ("exec", f"rec out/{dirs[0]} CT.1.2.3.4.100.1"),
+        ("exec", f"rec out/{dirs[0]} CT.1.2.3.4.100.2"),
+        ("exec", f"rec out/{dirs[1]} CT.1.2.3.4.100.3"),
+        ("eos", None),
+        ("exec", f'eos out/{dirs[0]} "SCU"'),
+        ("exec", f"rec out/{dirs[1]} CT.1.2.3.4.100.4"),
+        ("exec", f"rec out/{dirs[2]} CT.1.2.3.4.100.5"),
+        ("eos", None),
+        ("exec", f'eos out/{dirs[1]} "SCU"'),
+    ]
+    assert list((tmp_path).iterdir()) and all((tmp_path / d).is_dir() for d in dirs)
+
+
+def test_su_reuses_the_folder_of_a_returning_study(db, tmp_path):
+    opts = options(tmp_path, sort="uid", sort_prefix="")
+    receive(db, opts, "1.2.1", 1, at=0)
+    receive(db, opts, "1.2.2", 2, at=1)
+    receive(db, opts, "1.2.1", 3, at=2)
+    tracker.track(db)
+    assert [s.out_subdir for s in rows(db, "store")] == ["1.2.1", "1.2.2", "1.2.1"]
+
+
+def test_timeout_between_objects_opens_a_new_folder(db, tmp_path):
+    opts = options(tmp_path, sort="conc", sort_prefix="PRE", eostudy_timeout=2, exec_on_eostudy="eos #p")
+    receive(db, opts, "s1", 1, at=0)
+    receive(db, opts, "s1", 2, at=1)
+    receive(db, opts, "s1", 3, at=4.5)  # 3.5 s idle: the study ended in between
+    tracker.track(db)
+    first, _, third = rows(db, "store")
+    assert first.out_subdir != third.out_subdir
+    (eos,) = rows(db, "exec")
+    assert eos.command == f"eos out/{first.out_subdir}" and eos.seq < third.seq + 10
+
+
+def test_idle_studies_end_on_the_timer(db, tmp_path):
+    opts = options(tmp_path, sort="conc", eostudy_timeout=2, exec_on_eostudy="eos #p")
+    receive(db, opts, "s1", 1, at=0)
+    tracker.close_idle_studies(db, now=T0 + 1)
+    assert rows(db, "exec") == []
+    tracker.close_idle_studies(db, now=T0 + 2.5)
+    assert len(rows(db, "exec")) == 1
+    tracker.close_idle_studies(db, now=T0 + 10)
+    assert len(rows(db, "exec")) == 1  # once
+
+
+def test_concurrent_associations_keep_their_studies_apart(db, tmp_path):
+    opts = options(tmp_path, sort="conc", eostudy_timeout=5, exec_on_eostudy="eos #p")
+    for i in range(3):  # a1 sends study A, a2 sends study B, interleaved
+        receive(db, opts, "A", 10 + i, "a1", at=i)
+        receive(db, opts, "B", 20 + i, "a2", at=i + 0.5)
+    tracker.track(db)
+    stores = rows(db, "store")
+    a_dirs = {s.out_subdir for s in stores if s.study_uid == "A"}
+    b_dirs = {s.out_subdir for s in stores if s.study_uid == "B"}
+    assert len(a_dirs) == 1 and len(b_dirs) == 1 and a_dirs != b_dirs
+    assert rows(db, "exec") == []  # neither ended by the other
+    tracker.close_idle_studies(db, now=T0 + 10)
+    assert len(rows(db, "exec")) == 2
+
+
+def test_timenames_restart_their_serial_in_a_new_study_folder(db, tmp_path):
+    """The serial restarts only when a folder is created (spec §4.3), here by -su."""
+    opts = options(tmp_path, naming="time", sort="uid")
+    receive(db, opts, "s1", 1, at=0)
+    receive(db, opts, "s1", 2, at=0)
+    receive(db, opts, "s2", 3, at=0)
+    tracker.track(db)
+    names = [s.out_name for s in rows(db, "store")]
+    stamp = datetime.fromtimestamp(T0).strftime("%Y%m%d%H%M%S") + "996"
+    assert names == [f"{stamp}.CT", f"{stamp}_0000.CT", f"{stamp}.CT"]
+
+
+def test_timenames_keep_their_serial_in_a_reused_folder(db, tmp_path):
+    """-ss: two studies in one millisecond share a folder name, so the serial goes on."""
+    opts = options(tmp_path, naming="time", sort="conc")
+    for n, study in enumerate(["s1", "s1", "s2"], start=1):
+        receive(db, opts, study, n, at=0)
+    tracker.track(db)
+    stamp = datetime.fromtimestamp(T0).strftime("%Y%m%d%H%M%S") + "996"
+    assert [s.out_name for s in rows(db, "store")][-1] == f"{stamp}_0001.CT"
+
+
+def test_unsafe_study_folder_fails_the_object_not_the_tracker(db, tmp_path):
+    opts = options(tmp_path, sort="uid", sort_prefix="")
+    receive(db, opts, "..", 1)
+    receive(db, opts, "1.2.2", 2)
+    tracker.track(db)
+    bad, good = rows(db, "store")
+    assert bad.state == "failed" and "Refusing" in bad.error
+    assert good.out_subdir == "1.2.2"
+    assert not (tmp_path.parent / "CT.1.2.3.4.100.1").exists()
+
+
+def test_dispatch_releases_commands_in_order_and_waits_for_objects(db, tmp_path):
+    opts = options(tmp_path, sort="conc", exec_on_reception="rec #f", rename_on_eostudy=True,
+                   exec_on_eostudy="eos #p")
+    s1 = receive(db, opts, "s1", 1, at=0)
+    s2 = receive(db, opts, "s2", 2, at=1)
+    tracker.track(db)
+    assert dispatch.dispatch(db) == []  # object 1 not written yet
+    jobs.mark_done(db, s1)
+    (rec1,) = dispatch.dispatch(db)
+    assert dispatch.dispatch(db) == []  # rec1 has not started
+    jobs.claim(db, rec1)
+    ready = dispatch.dispatch(db)  # object 2 not written: its rec waits, and so does all after
+    assert ready == []
+    jobs.mark_done(db, s2)
+    (rec2,) = dispatch.dispatch(db)
+    jobs.claim(db, rec2)
+    (eos,) = dispatch.dispatch(db)
+    assert jobs.get_job(db, eos).kind == "eos"
+    jobs.claim(db, eos)
+    assert dispatch.dispatch(db) == []  # the rename must finish before -xcs
+    jobs.mark_done(db, eos)
+    (xcs,) = dispatch.dispatch(db)
+    assert jobs.get_job(db, xcs).command.startswith("eos out/")

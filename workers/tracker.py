@@ -1,0 +1,228 @@
+"""The study tracker: everything storescp decides by reception order, decided durably.
+
+Workers write objects in parallel, but storescp's study logic is sequential: which
+folder an object goes to, its ``-tn`` name, when a study ends, and the order of the
+commands that follow. :func:`track` walks the untracked rows of the job table in
+sequence order, under one ``BEGIN IMMEDIATE`` transaction, and records each decision
+in the table itself. Any worker may call it; whoever holds the lock advances the
+cursor for everyone, and a crash rolls the whole step back.
+
+End of study (spec §7), per object *N* of study *S* arriving on association *α*:
+
+1. ``-tos``: every open study whose last object is at least ``-tos`` seconds older
+   than *N* ends (timeout), before *N* is placed;
+2. *S* is reused if open, else opened with a new folder (``-ss``/``-sp``: a new
+   timestamp; ``-su``: the same name again);
+3. *N* gets its name and, with ``-xcr``, its command line;
+4. every other open study whose last object came on *α*, or on an association that
+   has since ended, ends (study change).
+
+With one association at a time this is exactly DCMTK's rule (one open study, closed
+by the next object of another study). With concurrent associations, studies being
+sent in parallel stay open side by side and never mix; each ends when its sender
+moves on to another study or ends and another object arrives, or after ``-tos``
+seconds without an object (Orthanc's "stable study").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from spoolscp import jobs, naming
+from workers import execs
+from workers.studydirs import UnsafeStudyDir, patient_component, study_dir_name
+
+log = logging.getLogger("spoolscp.worker")
+
+
+@dataclass
+class Study:
+    id: int
+    uid: str
+    dir: str
+    last_at: float
+    last_assoc: str | None
+
+
+class Tracker:
+    """One tracking step's view of the tracker state, bound to an open transaction."""
+
+    def __init__(self, c: sqlite3.Connection) -> None:
+        self.c = c
+        self.open = {
+            row[1]: Study(*row)
+            for row in c.execute("SELECT id, uid, dir, last_at, last_assoc FROM studies WHERE state = 'open'")
+        }
+        self.tn_last, self.tn_counter = c.execute("SELECT tn_last, tn_counter FROM tracker").fetchone()
+
+    def ended(self, assoc: str | None) -> bool:
+        row = self.c.execute("SELECT ended FROM assocs WHERE id = ?", (assoc,)).fetchone()
+        return bool(row and row[0])
+
+    # -- names and folders ------------------------------------------------------
+
+    def file_name(self, job: jobs.Job) -> str:
+        opts = job.options
+        ext = opts.get("extension", "")
+        if opts.get("naming") == "unique":
+            return naming.unique_name(job.sop_class, ext)
+        if opts.get("naming") == "time":
+            when = datetime.fromtimestamp(job.received_at)
+            self.tn_last, self.tn_counter = naming.next_time_name(job.sop_class, ext, when, self.tn_last, self.tn_counter)
+            return self.tn_last
+        return naming.default_name(job.sop_class, job.sop_instance, ext)
+
+    def open_study(self, job: jobs.Job) -> Study:
+        """A new study: its folder is named and created now, in reception order."""
+        opts = job.options
+        patient = patient_component(job.patient_name, job.charset) if opts["sort"] == "patient" else None
+        name = study_dir_name(
+            opts["sort"], opts.get("sort_prefix", ""), job.study_uid, patient, datetime.fromtimestamp(job.received_at)
+        )
+        path = Path(opts["output_dir"]) / name
+        shown = f"{opts['output_dir_display']}/{name}"
+        try:
+            os.mkdir(path)
+            log.info("created new subdirectory for study: %s", shown)
+            self.tn_counter = -1
+        except FileExistsError:
+            log.info("using existing subdirectory for study: %s", shown)
+        study_id = self.c.execute(
+            "INSERT INTO studies (uid, dir, state, opened_seq, last_seq, last_at, last_assoc)"
+            " VALUES (?, ?, 'open', ?, ?, ?, ?)",
+            (job.study_uid, name, job.seq, job.seq, job.received_at, job.assoc),
+        ).lastrowid
+        study = Study(int(study_id), job.study_uid, name, job.received_at, job.assoc)
+        self.open[job.study_uid] = study
+        return study
+
+    # -- ends of study and commands ----------------------------------------------
+
+    def close(self, study: Study, closed_by: str, trigger: jobs.Job) -> None:
+        """End ``study``: queue its rename, then its ``-xcs`` command, in that order."""
+        self.open.pop(study.uid, None)
+        self.c.execute("UPDATE studies SET state = 'closed', closed_by = ? WHERE id = ?", (closed_by, study.id))
+        opts = trigger.options
+        after = None
+        if opts.get("rename_on_eostudy"):
+            after = jobs.insert(
+                self.c,
+                {"kind": "eos", "state": "waiting", "received_at": trigger.received_at, "study_id": study.id,
+                 "options": {"output_dir": opts["output_dir"]}},
+            )
+        if opts.get("exec_on_eostudy"):
+            command = execs.expand(
+                opts["exec_on_eostudy"], p=f"{opts['output_dir_display']}/{study.dir}", f=None,
+                a=trigger.calling_ae or "", c=trigger.called_ae or "", r=trigger.peer_host or "",
+            )
+            self.add_exec(command, trigger, after_seq=after, study_id=study.id)
+
+    def add_exec(self, command: str, trigger: jobs.Job, after_seq: int | None, study_id: int | None) -> None:
+        jobs.insert(
+            self.c,
+            {"kind": "exec", "state": "waiting", "received_at": trigger.received_at, "command": command,
+             "after_seq": after_seq, "study_id": study_id, "sync": int(bool(trigger.options.get("exec_sync")))},
+        )
+
+    def close_expired(self, now: float, timeout: float | None, trigger: jobs.Job) -> None:
+        if timeout is None:
+            return
+        for study in [s for s in self.open.values() if now - s.last_at >= timeout]:
+            self.close(study, "timeout", trigger)
+
+    # -- one object ---------------------------------------------------------------
+
+    def track_store(self, job: jobs.Job) -> dict[str, Any]:
+        """Place one received object; returns the columns to record on its row."""
+        opts = job.options
+        study: Study | None = None
+        if opts.get("sort"):
+            self.close_expired(job.received_at, opts.get("eostudy_timeout"), job)
+            study = self.open.get(job.study_uid) or self.open_study(job)
+        name = self.file_name(job)
+        subdir = study.dir if study else ""
+        if opts.get("exec_on_reception"):
+            shown = opts["output_dir_display"] + (f"/{subdir}" if subdir else "")
+            command = execs.expand(
+                opts["exec_on_reception"], p=shown, f=name,
+                a=job.calling_ae or "", c=job.called_ae or "", r=job.peer_host or "",
+            )
+            self.add_exec(command, job, after_seq=job.seq, study_id=None)
+        if study:
+            for other in [s for s in self.open.values() if s is not study]:
+                if other.last_assoc == job.assoc or self.ended(other.last_assoc):
+                    self.close(other, "change", job)
+            study.last_at, study.last_assoc = job.received_at, job.assoc
+            self.c.execute(
+                "UPDATE studies SET last_seq = ?, last_at = ?, last_assoc = ? WHERE id = ?",
+                (job.seq, job.received_at, job.assoc, study.id),
+            )
+        return {"study_id": study.id if study else None, "out_subdir": subdir, "out_name": name}
+
+    def save(self) -> None:
+        self.c.execute("UPDATE tracker SET tn_last = ?, tn_counter = ?", (self.tn_last, self.tn_counter))
+
+
+def _untracked(c: sqlite3.Connection) -> list[jobs.Job]:
+    rows = c.execute(
+        f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE tracked = 0 AND kind IN ('store', 'assoc_end') ORDER BY seq"
+    ).fetchall()
+    return [jobs.job_from_row(row) for row in rows]
+
+
+def _record(c: sqlite3.Connection, seq: int, values: dict[str, Any]) -> None:
+    sets = ", ".join(f"{k} = ?" for k in values)
+    c.execute(f"UPDATE jobs SET tracked = 1, {sets} WHERE seq = ?", (*values.values(), seq))
+
+
+def track(db: jobs.JobDB) -> int:
+    """Advance the tracker over every untracked row; returns how many rows it placed.
+
+    An object that cannot be placed (an unsafe folder name, a folder that cannot be
+    created) fails at once with its reason; the objects after it go on.
+    """
+    with db.transaction() as c:
+        todo = _untracked(c)
+        if not todo:
+            return 0
+        tracker = Tracker(c)
+        for job in todo:
+            if job.kind == "assoc_end":
+                c.execute("INSERT OR REPLACE INTO assocs (id, ended) VALUES (?, 1)", (job.assoc,))
+                _record(c, job.seq, {"state": "done"})
+                continue
+            try:
+                _record(c, job.seq, tracker.track_store(job))
+            except (UnsafeStudyDir, OSError) as exc:
+                log.error("could not create subdirectory for study: %s", exc)
+                _record(c, job.seq, {"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        tracker.save()
+    return len(todo)
+
+
+def close_idle_studies(db: jobs.JobDB, now: float) -> None:
+    """End open studies whose ``-tos`` has passed with no object (runs on a timer)."""
+    track(db)
+    with db.transaction() as c:
+        tracker = Tracker(c)
+        for study in list(tracker.open.values()):
+            last = c.execute(
+                f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE kind = 'store' AND study_id = ? ORDER BY seq DESC LIMIT 1",
+                (study.id,),
+            ).fetchone()
+            if last is None:
+                continue
+            job = jobs.job_from_row(last)
+            timeout = job.options.get("eostudy_timeout")
+            if timeout is not None and now - study.last_at >= timeout:
+                latest = c.execute(
+                    f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE kind = 'store' ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                # placeholders use the most recent association, as DCMTK does
+                tracker.close(study, "timeout", jobs.job_from_row(latest))
