@@ -48,9 +48,9 @@ def fatal(message: str) -> int:
     return 1
 
 
-def parse_storescp(argv: Sequence[str]) -> StorescpOptions:
+def parse_storescp(argv: Sequence[str], argv0: str) -> StorescpOptions:
     """storescp's options, with DCMTK's usage errors; refuses what is not built yet."""
-    opts = parse_args(list(argv))
+    opts = parse_args(list(argv), argv0=argv0)
     pending = sorted(name for name in opts.given if name in NOT_SUPPORTED_YET or name.startswith(TLS_PREFIX))
     if pending:
         raise UsageError(f"{pending[0]} not supported yet by spoolscp")
@@ -101,7 +101,7 @@ def run_all(opts: StorescpOptions, settings: Settings) -> int:
 
 def storescp_main(argv: Sequence[str], mode: str) -> int:
     try:
-        opts = parse_storescp(argv)
+        opts = parse_storescp(argv, sys.argv[0])
     except ExitRequest as req:
         (sys.stdout if req.code == 0 else sys.stderr).write(req.text)
         return req.code
@@ -110,7 +110,7 @@ def storescp_main(argv: Sequence[str], mode: str) -> int:
         return err.exit_code
     logs.setup(opts.log_level)
     if opts.arguments:
-        for line in arguments_log_lines("spoolscp", argv):
+        for line in arguments_log_lines(sys.argv[0], argv):
             sys.stderr.write(line + "\n")
     try:
         settings = settings_for(opts)

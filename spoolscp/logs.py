@@ -15,6 +15,7 @@ TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
 
 LEVELS = {
+    "off": logging.CRITICAL + 10,
     "fatal": logging.CRITICAL,
     "error": logging.ERROR,
     "warn": logging.WARNING,
