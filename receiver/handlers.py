@@ -92,12 +92,12 @@ class StoreHandler:
     def sort_refusal(self, info: SpoolInfo) -> int | None:
         """0xC000 when a sort mode cannot place the object (spec §6); nothing is written then."""
         sort = self.output.get("sort")
-        if sort and not info.study_uid:
+        if sort and not info.study_instance_uid:
             log.error("element StudyInstanceUID (0020,000d) absent or empty in data set")
             return CANNOT_UNDERSTAND
         if sort == "uid":
             try:
-                study_dir_name("uid", self.output.get("sort_prefix", ""), info.study_uid, None, datetime.now())
+                study_dir_name("uid", self.output.get("sort_prefix", ""), info.study_instance_uid, None, datetime.now())
             except UnsafeStudyDir as exc:
                 log.error("%s", exc)
                 return CANNOT_UNDERSTAND
@@ -107,10 +107,10 @@ class StoreHandler:
         """DCMTK's status for a stored data set (spec §2.9), read without decoding it."""
         if self.output["encoding"]["bit_preserving"]:
             return SUCCESS  # DCMTK checks nothing in bit-preserving mode
-        if info.sop_class is None or info.sop_instance is None:
+        if info.sop_class_uid is None or info.sop_instance_uid is None:
             log.error("bad DICOM file: %s", sop_instance)
             return CANNOT_UNDERSTAND
-        if (info.sop_class, info.sop_instance) != (sop_class, sop_instance):
+        if (info.sop_class_uid, info.sop_instance_uid) != (sop_class, sop_instance):
             return DATASET_MISMATCH
         return SUCCESS
 
@@ -154,9 +154,9 @@ class StoreHandler:
                     "sop_instance": sop_instance,
                     "transfer_syntax": str(event.context.transfer_syntax),
                     "status": status,
-                    "study_uid": info.study_uid,
+                    "study_uid": info.study_instance_uid,
                     "patient_name": info.patient_name,
-                    "charset": info.charset,
+                    "charset": _text(info.specific_character_set),
                     "options": self.output,
                 },
             )
@@ -183,6 +183,11 @@ class StoreHandler:
                 self.wake(jobs.record_assoc_end(self.jobs_db, peer.assoc))
             except Exception as exc:  # noqa: BLE001 - only end-of-study timing depends on it
                 log.warning("could not record the end of an association: %s", exc)
+
+
+def _text(value: bytes | None) -> str | None:
+    """A raw string value as text for the job row (charset names are ASCII)."""
+    return None if value is None else value.decode("ascii", "replace").strip(" \0")
 
 
 def handle_echo(event: evt.Event) -> int:

@@ -1,0 +1,684 @@
+"""Raw DICOM element-stream reader for spooled C-STORE data sets.
+
+The receiver spools every object as ``preamble + DICM + file meta + data set bytes exactly as
+received``. This module parses those bytes **the way DCMTK's dcmdata parses a received data
+set**, without decoding any value: every element is an ``(offset, length)`` slice of a memory
+map, so a 1 GB object costs a few objects, not a gigabyte.
+
+What "the way DCMTK parses" means here (each rule matters for byte-identical re-encoding):
+
+* explicit VR comes from the stream; an unknown VR made of two upper-case letters is a
+  "future" VR with a 4-byte length, any other printable VR (and ``??``) has a 2-byte length,
+  and both are written back as UN;
+* implicit VR comes from the data dictionary (pydicom's, mapped onto DCMTK's conventions):
+  group lengths are UL, private creators LO, all other private and unknown tags are unknown
+  (DCMTK 3.6.9 is built without its private dictionary by default); a few ambiguous VRs are
+  resolved from PixelRepresentation / WaveformBitsAllocated read earlier in the same item;
+* undefined length: SQ is a sequence, UN (or an unknown tag) is a sequence whose items are
+  implicit VR little endian (CP-246), Pixel Data is an encapsulated pixel sequence; any other
+  undefined length is an error, as in DCMTK;
+* items are sorted by tag and a repeated tag keeps its first occurrence, because dcmdata keeps
+  each item in a tag-sorted list and ignores the second entry;
+* a sequence delimiter ends a sequence even when it has an explicit length, an item
+  delimiter at the top level ends the data set (the rest is ignored, as DCMTK does), and
+  anything else out of place raises :class:`BrokenDataSet`.
+
+Nesting is handled with an explicit stack, so depth is only limited by memory.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Union
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+__all__ = [
+    "BrokenDataSet",
+    "Element",
+    "PixelSequence",
+    "Sequence",
+    "Spool",
+    "SpoolInfo",
+    "Syntax",
+    "find_first",
+    "normalize_string",
+    "open_spool",
+    "read_dataset",
+    "scan_spool",
+    "syntax_for",
+]
+
+
+class BrokenDataSet(ValueError):
+    """The data set bytes cannot be parsed (DCMTK would fail to receive them)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------
+# Transfer syntaxes
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """How a data set is encoded; every syntax not listed below is encapsulated explicit LE."""
+
+    uid: str
+    implicit: bool = False
+    big: bool = False
+    deflated: bool = False
+    encapsulated: bool = False
+
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+_JPIP_REFERENCED_DEFLATE = "1.2.840.10008.1.2.4.95"
+
+_NATIVE_SYNTAXES = {
+    IMPLICIT_LE: Syntax(IMPLICIT_LE, implicit=True),
+    EXPLICIT_LE: Syntax(EXPLICIT_LE),
+    EXPLICIT_BE: Syntax(EXPLICIT_BE, big=True),
+    DEFLATED_LE: Syntax(DEFLATED_LE, deflated=True),
+    _JPIP_REFERENCED_DEFLATE: Syntax(_JPIP_REFERENCED_DEFLATE, deflated=True),
+}
+
+
+def syntax_for(uid: str) -> Syntax:
+    """Return the encoding rules of transfer syntax *uid*."""
+    return _NATIVE_SYNTAXES.get(uid) or Syntax(uid, encapsulated=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Value representations (DCMTK's conventions)
+#
+# Internal VR names are the standard two-letter VRs plus DCMTK's ambiguous dictionary VRs
+# 'xs' (US or SS), 'ox' (OB or OW), 'lt' (US or OW), 'up' (UL offset), and two unknown VRs:
+# '??' (4-byte length, DCMTK's EVR_UNKNOWN) and '?2' (2-byte length, EVR_UNKNOWN2B).
+
+EXTENDED_VRS = frozenset("OB OD OF OL OV OW SQ SV UC UN UR UT UV ox px lt ??".split())
+"""VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length."""
+
+STRING_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
+"""VRs that dcmdata stores as byte strings (trailing padding is normalised on write)."""
+
+VALUE_WIDTH = {
+    **dict.fromkeys(("AT", "US", "SS", "OW", "xs", "lt"), 2),
+    **dict.fromkeys(("UL", "SL", "FL", "OF", "OL", "up"), 4),
+    **dict.fromkeys(("FD", "OD", "SV", "UV", "OV"), 8),
+}
+"""Byte-swapping unit per VR; VRs not listed are never swapped."""
+
+_STANDARD_VRS = "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
+_EXPLICIT_VRS: dict[bytes, tuple[str, bool] | None] = {
+    **{vr.encode(): (vr, vr in EXTENDED_VRS) for vr in _STANDARD_VRS.split()},
+    # DCMTK also accepts its non-standard, non-internal VR names from the stream ...
+    b"ox": ("ox", True),
+    b"px": ("px", True),
+    b"lt": ("lt", True),
+    b"xs": ("xs", False),
+    b"up": ("up", False),
+    b"??": ("?2", False),
+    # ... but cannot create an element for these two, so the data set is unreadable.
+    b"na": None,
+    b"pi": None,
+}
+
+_PYDICOM_TO_DCMTK_VR = {"US or SS": "xs", "OB or OW": "ox", "US or OW": "lt", "US or SS or OW": "lt"}
+
+ITEM = 0xFFFEE000
+ITEM_DELIMITER = 0xFFFEE00D
+SEQUENCE_DELIMITER = 0xFFFEE0DD
+PIXEL_DATA = 0x7FE00010
+PADDING = 0xFFFCFFFC
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
+UNDEFINED = 0xFFFFFFFF
+
+_PIXEL_REPRESENTATION = 0x00280103
+_WAVEFORM_BITS_ALLOCATED = 0x54001004
+_SIGN_FROM_PIXEL_REPRESENTATION = frozenset(
+    tag_for_keyword(k)
+    for k in (
+        "PixelPaddingValue",
+        "PixelPaddingRangeLimit",
+        "HistogramFirstBinValue",
+        "HistogramLastBinValue",
+        "ZeroVelocityPixelValue",
+        "SmallestImagePixelValue",
+        "LargestImagePixelValue",
+        "SmallestPixelValueInSeries",
+        "LargestPixelValueInSeries",
+        "LUTDescriptor",
+        "RealWorldValueLastValueMapped",
+        "RealWorldValueFirstValueMapped",
+    )
+)
+_SIZE_FROM_WAVEFORM_BITS = frozenset(
+    tag_for_keyword(k)
+    for k in ("WaveformData", "WaveformPaddingValue", "ChannelMinimumValue", "ChannelMaximumValue")
+)
+
+_dictionary_cache: dict[int, str] = {}
+
+
+def _is_overlay_data(tag: int) -> bool:
+    return tag & 0xFF00FFFF == 0x60003000 and not tag & 0x00010000
+
+
+def _is_curve_data(tag: int) -> bool:
+    return tag & 0xFF00FFFF == 0x50003000 and not tag & 0x00010000
+
+
+def dictionary_vr(tag: int) -> str:
+    """Return the VR dcmdata gives *tag* when it has to look it up (implicit VR, ``+uc``)."""
+    vr = _dictionary_cache.get(tag)
+    if vr is None:
+        element = tag & 0xFFFF
+        if element == 0:
+            vr = "UL"  # DCMTK's GenericGroupLength covers every group
+        elif tag & 0x10000:
+            vr = "LO" if 0x10 <= element <= 0xFF else "??"  # private creator / no private dict
+        else:
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                vr = "??"
+            vr = _PYDICOM_TO_DCMTK_VR.get(vr, vr)
+            if vr == "ox" and tag == PIXEL_DATA:
+                vr = "px"
+        _dictionary_cache[tag] = vr
+    return vr
+
+
+# --------------------------------------------------------------------------------------------
+# The element tree
+
+
+class Element:
+    """A value element: its bytes are ``buffer[offset:offset + length]`` in byte order *big*.
+
+    *value* replaces the slice when set (used by the encoder for normalised strings and
+    computed group lengths; it must then be in byte order *big* too).
+    """
+
+    __slots__ = ("tag", "vr", "offset", "length", "big", "value")
+
+    def __init__(
+        self, tag: int, vr: str, offset: int, length: int, big: bool, value: bytes | None = None
+    ) -> None:
+        self.tag = tag
+        self.vr = vr
+        self.offset = offset
+        self.length = length
+        self.big = big
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Element({self.tag:08X} {self.vr} @{self.offset}+{self.length})"
+
+
+class Sequence:
+    """A sequence of items (each item is a tag-sorted list of nodes); always written as SQ."""
+
+    __slots__ = ("tag", "items")
+
+    def __init__(self, tag: int) -> None:
+        self.tag = tag
+        self.items: list[list[Node]] = []
+
+    def __repr__(self) -> str:
+        return f"Sequence({self.tag:08X}, {len(self.items)} items)"
+
+
+class PixelSequence:
+    """Encapsulated pixel data: ``(offset, length)`` of each fragment, offset table first."""
+
+    __slots__ = ("tag", "big", "fragments")
+
+    def __init__(self, tag: int, big: bool) -> None:
+        self.tag = tag
+        self.big = big
+        self.fragments: list[tuple[int, int]] = []
+
+    def __repr__(self) -> str:
+        return f"PixelSequence({self.tag:08X}, {len(self.fragments)} fragments)"
+
+
+Node = Union[Element, Sequence, PixelSequence]
+
+
+# --------------------------------------------------------------------------------------------
+# The parser
+
+_ITEM_FRAME, _SEQUENCE_FRAME, _PIXEL_FRAME = range(3)
+_HH = {False: struct.Struct("<HH"), True: struct.Struct(">HH")}
+_HHI = {False: struct.Struct("<HHI"), True: struct.Struct(">HHI")}
+_H = {False: struct.Struct("<H"), True: struct.Struct(">H")}
+_I = {False: struct.Struct("<I"), True: struct.Struct(">I")}
+
+
+class _Frame:
+    """One open container: an item (or the data set), a sequence or a pixel sequence."""
+
+    __slots__ = ("kind", "nodes", "end", "implicit", "big", "last_tag", "unsorted", "what")
+
+    def __init__(self, kind: int, nodes: list, end: int | None, implicit: bool, big: bool, what: str):
+        self.kind = kind
+        self.nodes = nodes
+        self.end = end  # None: undefined length (ends with a delimiter or the stream)
+        self.implicit = implicit
+        self.big = big
+        self.last_tag = -1
+        self.unsorted = False
+        self.what = what
+
+
+def _close_item(frame: _Frame) -> None:
+    """Sort the item by tag, keeping the first of repeated tags (dcmdata's sorted insert)."""
+    if frame.unsorted:
+        first: dict[int, Node] = {}
+        for node in frame.nodes:
+            first.setdefault(node.tag, node)
+        frame.nodes[:] = [first[tag] for tag in sorted(first)]
+
+
+def _find_us(buf, nodes: list, tag: int) -> int | None:
+    """Return the first US value of *tag* among the nodes read so far in this item."""
+    for node in nodes:
+        if node.tag == tag:
+            if isinstance(node, Element) and node.length >= 2:
+                return _H[node.big].unpack_from(buf, node.offset)[0]
+            return None
+    return None
+
+
+def _resolve_implicit_vr(buf, frame: _Frame, tag: int, vr: str) -> str:
+    """DCMTK's checkAndUpdateVR: settle ambiguous dictionary VRs from the current item."""
+    if vr == "xs" and tag in _SIGN_FROM_PIXEL_REPRESENTATION:
+        sign = _find_us(buf, frame.nodes, _PIXEL_REPRESENTATION)
+        if sign is not None:
+            return "SS" if sign == 1 else "US"
+    elif vr == "ox":
+        if tag in _SIZE_FROM_WAVEFORM_BITS:
+            bits = _find_us(buf, frame.nodes, _WAVEFORM_BITS_ALLOCATED)
+            if bits is not None:
+                return "OB" if bits == 8 else "OW"
+        elif _is_overlay_data(tag):
+            return "OW"
+        elif _is_curve_data(tag):
+            return "OB"
+    elif vr == "px":
+        return "OW"
+    return vr
+
+
+def _unknown_explicit_vr(code: bytes, tag: int) -> tuple[str, bool]:
+    """DCMTK's rules for a VR it does not know: guess the length field size or give up."""
+    first, second = code[0], code[1]
+    if 0x41 <= first <= 0x5A and 0x41 <= second <= 0x5A:
+        if code == b"OX" and tag == PIXEL_DATA:
+            return "OW", True  # DCMTK's workaround for a known writer bug
+        return "??", True
+    if 32 <= first <= 127 and 32 <= second <= 127:
+        return "?2", False
+    raise BrokenDataSet(f"invalid VR {code!r} in element ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+
+
+class _Reader:
+    """Iterative DCMTK-compatible parser over ``buf[start:end]``."""
+
+    def __init__(self, buf, start: int, end: int, syntax: Syntax, convert_un: bool) -> None:
+        self.buf = buf
+        self.pos = start
+        self.end = end
+        self.convert_un = convert_un
+        self.root: list[Node] = []
+        self.stack = [_Frame(_ITEM_FRAME, self.root, None, syntax.implicit, syntax.big, "data set")]
+
+    def run(self) -> list[Node]:
+        stack = self.stack
+        top = stack[0]
+        while True:
+            frame = stack[-1]
+            if frame.end is not None and self.pos >= frame.end:
+                self._pop()
+            elif self.pos >= self.end:
+                if frame is not top:
+                    raise BrokenDataSet(f"data set ends inside {frame.what}")
+                break
+            elif frame.kind == _ITEM_FRAME:
+                if self._element(frame):
+                    break  # item delimiter at the top level: DCMTK stops reading there
+            else:
+                self._item_header(frame)
+        _close_item(top)
+        return self.root
+
+    def _pop(self) -> None:
+        frame = self.stack.pop()
+        if frame.kind == _ITEM_FRAME:
+            _close_item(frame)
+
+    def _need(self, count: int, what: str) -> None:
+        if self.pos + count > self.end:
+            raise BrokenDataSet(f"data set ends inside {what} at offset {self.pos}")
+
+    def _element(self, frame: _Frame) -> bool:
+        """Read one element header of *frame* and dispatch on it; True ends the data set."""
+        buf, pos, big = self.buf, self.pos, frame.big
+        self._need(8, "an element header")
+        group, elem = _HH[big].unpack_from(buf, pos)
+        tag = group << 16 | elem
+        if group == 0xFFFE and elem in (0xE000, 0xE00D, 0xE0DD):
+            self.pos = pos + 8
+            if tag != ITEM_DELIMITER:
+                raise BrokenDataSet(f"unexpected ({group:04X},{elem:04X}) in {frame.what}")
+            if len(self.stack) == 1:
+                return True
+            self._pop()
+            return False
+        if frame.implicit:
+            vr = _resolve_implicit_vr(buf, frame, tag, dictionary_vr(tag))
+            length = _I[big].unpack_from(buf, pos + 4)[0]
+            pos += 8
+        else:
+            code = bytes(buf[pos + 4 : pos + 6])
+            vr_info = _EXPLICIT_VRS.get(code, False)
+            if vr_info is None:
+                raise BrokenDataSet(f"unusable VR {code!r} in ({group:04X},{elem:04X})")
+            vr, extended = vr_info or _unknown_explicit_vr(code, tag)
+            if extended:
+                self._need(12, "an element header")
+                length = _I[big].unpack_from(buf, pos + 8)[0]
+                pos += 12
+            else:
+                length = _H[big].unpack_from(buf, pos + 6)[0]
+                pos += 8
+        self.pos = pos
+        if frame.end is not None and length != UNDEFINED and 0 <= frame.end - pos < length:
+            raise BrokenDataSet(f"({group:04X},{elem:04X}) is longer than its item")
+        if tag <= frame.last_tag:
+            frame.unsorted = True
+        frame.last_tag = tag
+        self._add(frame, tag, vr, length)
+        return False
+
+    def _add(self, frame: _Frame, tag: int, vr: str, length: int) -> None:
+        """Create the node for an element whose header has just been read."""
+        implicit, big = frame.implicit, frame.big
+        if self.convert_un and vr == "UN" and length != UNDEFINED:
+            known = dictionary_vr(tag)
+            if known != "??":
+                vr, implicit, big = known, True, False  # UN values are implicit VR LE
+        if vr == "SQ" or (length == UNDEFINED and vr in ("UN", "??", "?2")):
+            if length == UNDEFINED and vr != "SQ":
+                implicit, big = True, False  # CP-246: undefined-length UN is an implicit LE SQ
+            sequence = Sequence(tag)
+            frame.nodes.append(sequence)
+            end = None if length == UNDEFINED else self.pos + length
+            self.stack.append(_Frame(_SEQUENCE_FRAME, sequence.items, end, implicit, big, "a sequence"))
+            return
+        pixel = vr == "px" or (tag == PIXEL_DATA and vr in ("OB", "OW", "ox"))
+        if length == UNDEFINED:
+            if not pixel:
+                raise BrokenDataSet(f"undefined length for ({tag >> 16:04X},{tag & 0xFFFF:04X}) {vr}")
+            pixels = PixelSequence(tag, big)
+            frame.nodes.append(pixels)
+            self.stack.append(_Frame(_PIXEL_FRAME, pixels.fragments, None, implicit, big, "pixel data"))
+            return
+        if vr == "px" or (vr == "ox" and (tag == PIXEL_DATA or _is_overlay_data(tag))):
+            vr = "OW"  # DcmPixelData / DcmOverlayData turn an ambiguous VR into OW
+        self._need(length, f"the value of ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+        frame.nodes.append(Element(tag, vr, self.pos, length, big))
+        self.pos += length
+
+    def _item_header(self, frame: _Frame) -> None:
+        """Read one item or delimiter header inside a sequence or pixel sequence."""
+        self._need(8, "an item header")
+        group, elem, length = _HHI[frame.big].unpack_from(self.buf, self.pos)
+        self.pos += 8
+        tag = group << 16 | elem
+        if tag == SEQUENCE_DELIMITER:
+            self.stack.pop()
+        elif tag != ITEM:
+            raise BrokenDataSet(f"({group:04X},{elem:04X}) found instead of an item in {frame.what}")
+        elif frame.kind == _PIXEL_FRAME:
+            if length == UNDEFINED:
+                raise BrokenDataSet("pixel data fragment with undefined length")
+            self._need(length, "a pixel data fragment")
+            frame.nodes.append((self.pos, length))
+            self.pos += length
+        else:
+            item: list[Node] = []
+            frame.nodes.append(item)
+            end = None if length == UNDEFINED else self.pos + length
+            self.stack.append(_Frame(_ITEM_FRAME, item, end, frame.implicit, frame.big, "an item"))
+
+
+def read_dataset(buf, start: int, end: int, syntax: Syntax, convert_un: bool = False) -> list[Node]:
+    """Parse ``buf[start:end]`` (not deflated) and return the top-level nodes.
+
+    *convert_un* is storescp's ``+uc``: defined-length UN elements of a known tag take the
+    dictionary VR and are parsed as implicit VR little endian.
+    """
+    nodes = _Reader(buf, start, end, syntax, convert_un).run()
+    if syntax.encapsulated:
+        for node in nodes:
+            if node.tag == PIXEL_DATA:
+                if isinstance(node, Element):
+                    raise BrokenDataSet("explicit-length Pixel Data in an encapsulated transfer syntax")
+                break
+    return nodes
+
+
+def find_first(nodes: list[Node], tag: int) -> Node | None:
+    """Return the first *tag* in dcmdata's deep search order (depth first, by tag)."""
+    pending: list[Iterator[Node]] = [iter(nodes)]
+    while pending:
+        node = next(pending[-1], None)
+        if node is None:
+            pending.pop()
+        elif node.tag == tag:
+            return node
+        elif isinstance(node, Sequence):
+            pending.append(node for item in node.items for node in item)
+    return None
+
+
+def normalize_string(raw: bytes, vr: str) -> bytes:
+    """Return the even-length bytes dcmdata writes for a string value read as *raw*.
+
+    dcmdata pads an odd value with NUL when loading it, strips trailing padding characters
+    (NUL for UI, after deleting all whitespace; space otherwise) and pads back to even length
+    with the padding character.
+    """
+    if len(raw) & 1:
+        raw += b"\0"
+    if vr == "UI":
+        raw = raw.translate(None, b" \t\n\v\f\r").rstrip(b"\0")
+        return raw + b"\0" if len(raw) & 1 else raw
+    raw = raw.rstrip(b" ")
+    return raw + b" " if len(raw) & 1 else raw
+
+
+# --------------------------------------------------------------------------------------------
+# Spool files
+
+
+@dataclass
+class Spool:
+    """An open spool file: the data set is ``data[start:end]`` encoded as *syntax*.
+
+    For a deflated data set, *data* is an inflated copy (in a temporary file) and *syntax*
+    is explicit VR little endian; *raw* always maps the spool file itself.
+    """
+
+    raw: mmap.mmap | bytes
+    meta: dict[int, bytes]
+    dataset_offset: int
+    transfer_syntax: str
+    data: mmap.mmap | bytes
+    start: int
+    end: int
+    syntax: Syntax
+
+    def meta_uid(self, tag: int) -> str:
+        """Return a file meta UID as text, without padding."""
+        return self.meta.get(tag, b"").rstrip(b"\0 ").decode("ascii", "replace")
+
+
+def _read_meta(buf) -> tuple[dict[int, bytes], int]:
+    """Parse the explicit VR LE file meta group; return its values and the data set offset."""
+    if len(buf) < 132 or buf[128:132] != b"DICM":
+        raise BrokenDataSet("not a DICOM file (no DICM prefix)")
+    meta: dict[int, bytes] = {}
+    pos, end = 132, len(buf)
+    group_end = None
+    while pos + 8 <= end and (group_end is None or pos < group_end):
+        group, elem = _HH[False].unpack_from(buf, pos)
+        if group != 2:
+            break
+        code = bytes(buf[pos + 4 : pos + 6])
+        if code in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"):
+            if pos + 12 > end:
+                raise BrokenDataSet("file meta ends inside an element header")
+            length = _I[False].unpack_from(buf, pos + 8)[0]
+            pos += 12
+        else:
+            length = _H[False].unpack_from(buf, pos + 6)[0]
+            pos += 8
+        if pos + length > end:
+            raise BrokenDataSet("file meta element value past the end of the file")
+        meta[elem] = bytes(buf[pos : pos + length])
+        if elem == 0 and length == 4:
+            group_end = pos + 4 + _I[False].unpack_from(buf, pos)[0]
+        pos += length
+    if 0x0010 not in meta:
+        raise BrokenDataSet("file meta has no transfer syntax")
+    return meta, pos
+
+
+def _map(fileobj) -> mmap.mmap | bytes:
+    """Map a whole file read-only; an empty file maps to ``b''``."""
+    size = os.fstat(fileobj.fileno()).st_size
+    return mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+
+
+def _inflate(buf, start: int, end: int, directory: str):
+    """Inflate a raw deflate stream into an unlinked temporary file, chunk by chunk."""
+    out = tempfile.TemporaryFile(dir=directory or None)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    chunk = 1 << 20
+    view = memoryview(buf)
+    try:
+        for offset in range(start, end, chunk):
+            data = view[offset : min(offset + chunk, end)]
+            while data and not inflater.eof:
+                out.write(inflater.decompress(data, 1 << 24))
+                data = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        out.write(inflater.flush())
+    except zlib.error as exc:
+        out.close()
+        raise BrokenDataSet(f"deflated data set cannot be inflated: {exc}") from None
+    finally:
+        view.release()
+    out.flush()
+    return out
+
+
+@contextmanager
+def open_spool(path: str | os.PathLike) -> Iterator[Spool]:
+    """Map a spool file (inflating a deflated data set) for the duration of the block."""
+    with open(path, "rb") as fileobj:
+        raw = _map(fileobj)
+        inflated = None
+        try:
+            meta, offset = _read_meta(raw)
+            uid = meta[0x0010].rstrip(b"\0 ").decode("ascii", "replace")
+            syntax = syntax_for(uid)
+            data, start, end = raw, offset, len(raw)
+            if syntax.deflated:
+                inflated = _inflate(raw, offset, len(raw), os.path.dirname(os.fspath(path)))
+                data, start = _map(inflated), 0
+                end = len(data)
+                syntax = syntax_for(EXPLICIT_LE)
+            yield Spool(raw, meta, offset, uid, data, start, end, syntax)
+        finally:
+            if inflated is not None:
+                if data is not raw and isinstance(data, mmap.mmap):
+                    data.close()
+                inflated.close()
+            if isinstance(raw, mmap.mmap):
+                raw.close()
+
+
+@dataclass(frozen=True)
+class SpoolInfo:
+    """What the receiver needs from a spooled object, without decoding pixel data.
+
+    UIDs are normalised the way dcmdata returns them (no whitespace, no padding); the person
+    name and character set are the raw value bytes. Absent elements are ``None``.
+    """
+
+    transfer_syntax: str
+    dataset_offset: int
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    study_instance_uid: str | None
+    patient_name: bytes | None
+    specific_character_set: bytes | None
+
+
+def _top_level(buf, nodes: list[Node], tag: int) -> bytes | None:
+    """Return the raw value of a top-level element (dcmdata's findAndGet*, no deep search)."""
+    for node in nodes:
+        if node.tag == tag:
+            return bytes(buf[node.offset : node.offset + node.length]) if isinstance(node, Element) else None
+        if node.tag > tag:
+            break
+    return None
+
+
+def _uid_text(value: bytes | None) -> str | None:
+    """A UI value as dcmdata's getString returns it: whitespace removed, up to the first NUL."""
+    if value is None:
+        return None
+    return normalize_string(value, "UI").split(b"\0", 1)[0].decode("ascii", "replace")
+
+
+def scan_spool(path: str | os.PathLike, convert_un: bool = False) -> SpoolInfo:
+    """Validate the whole element structure of a spool file and return its key values.
+
+    Values are skipped, not read, so this costs a few microseconds per element; a deflated
+    data set is inflated to a temporary file first.
+    """
+    with open_spool(path) as spool:
+        nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, convert_un)
+        buf = spool.data
+        return SpoolInfo(
+            transfer_syntax=spool.transfer_syntax,
+            dataset_offset=spool.dataset_offset,
+            affected_sop_class_uid=spool.meta_uid(0x0002),
+            affected_sop_instance_uid=spool.meta_uid(0x0003),
+            sop_class_uid=_uid_text(_top_level(buf, nodes, SOP_CLASS_UID)),
+            sop_instance_uid=_uid_text(_top_level(buf, nodes, SOP_INSTANCE_UID)),
+            study_instance_uid=_uid_text(_top_level(buf, nodes, 0x0020000D)),
+            patient_name=_top_level(buf, nodes, 0x00100010),
+            specific_character_set=_top_level(buf, nodes, 0x00080005),
+        )

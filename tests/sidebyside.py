@@ -1,0 +1,1141 @@
+"""Side-by-side fidelity harness: DCMTK ``storescp`` (reference) against spoolscp (candidate).
+
+Why this exists: spoolscp claims to be a drop-in replacement for ``storescp`` 3.6.9, so the only
+honest oracle is DCMTK itself. This module runs both servers with the same options, sends the
+same files to each with the same sender, waits until spoolscp's asynchronous workers are done,
+and compares what a user would observe: the C-STORE status of every file, the tree of output
+paths, four meta header elements and the data set bytes of every output file.
+
+The reference is Debian's DCMTK 3.6.7 (``/usr/bin/storescp``), the target is 3.6.9. The few
+documented differences between those versions (spec §13.6, the by-version TSV) are encoded once,
+in :class:`VersionDifferences`; everything else must match.
+
+Usage (see ``tests/test_fidelity.py``)::
+
+    cmp = run_side_by_side(["+uf"], one_per_file(files), "dcmtk", tmp_path)
+    assert cmp.ok, cmp.report()
+
+The candidate can also be DCMTK (``candidate="dcmtk"``), which is how the harness checks itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import warnings
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+# --------------------------------------------------------------------------------------------
+# Programs and constants
+# --------------------------------------------------------------------------------------------
+
+# Full paths: the venv has pynetdicom scripts of the same names that shadow DCMTK's.
+DCMTK_STORESCP = "/usr/bin/storescp"
+DCMTK_STORESCU = "/usr/bin/storescu"
+REPO = Path(__file__).resolve().parent.parent
+SPOOLSCP = os.environ.get("SPOOLSCP", str(REPO / ".venv" / "bin" / "spoolscp"))
+SOP_CLASSES_TSV = REPO / "spoolscp" / "data" / "storescp-sop-classes-by-version.tsv"
+
+TARGET_VERSION = "3.6.9"  # what spoolscp imitates
+HOST = "127.0.0.1"
+DEFLATED_TS = "1.2.840.10008.1.2.1.99"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+Sender = Literal["dcmtk", "pynetdicom"]
+ServerKind = Literal["dcmtk", "spoolscp"]
+
+# Statuses that are not a DIMSE status: what the sender saw instead of a C-STORE-RSP.
+NO_CONTEXT = "no-context"  # association up, but no accepted presentation context for the file
+ASSOC_REJECTED = "assoc-rejected"  # A-ASSOCIATE-RJ
+ASSOC_FAILED = "assoc-failed"  # no association (abort, connection refused, timeout)
+NO_RESPONSE = "no-response"  # request sent, no C-STORE-RSP (abort, timeout)
+NOT_SENT = "not-sent"  # the sender could not read or did not try the file
+SUCCESS = "0x0000"
+
+
+def dcmtk_env() -> dict[str, str]:
+    """DCMTK without TCP_NODELAY waits ~40 ms per message (Nagle + delayed ACK)."""
+    return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def is_success(status: str) -> bool:
+    """storescp never sends warnings (spec §2.9), so only 0x0000 is a success."""
+    return status == SUCCESS
+
+
+# --------------------------------------------------------------------------------------------
+# Documented differences between the reference (Debian 3.6.7) and the target (3.6.9)
+# --------------------------------------------------------------------------------------------
+
+# +xa in 3.6.9 accepts these transfer syntaxes, 3.6.7 does not (spec §2.4): fragmentable MPEG,
+# HTJ2K, JPEG XL, encapsulated uncompressed.
+XA_ONLY_IN_369 = frozenset(
+    "1.2.840.10008.1.2." + s
+    for s in (
+        "4.100.1 4.101.1 4.102.1 4.103.1 4.104.1 4.105.1 4.106.1 "
+        "4.201 4.202 4.203 4.110 4.111 4.112 1.1.98"
+    ).split()
+)
+# Implementation Class UID (0002,0012) and Version Name (0002,0013) per version (spec §10.1).
+IMPLEMENTATION = {
+    "3.6.7": ("1.2.276.0.7230010.3.0.3.6.7", "OFFIS_DCMTK_367"),
+    "3.6.9": ("1.2.276.0.7230010.3.0.3.6.9", "OFFIS_DCMTK_369"),
+}
+_DEB_UID_CHARS = re.compile(r"[^A-Za-z0-9 .:@-]")
+
+
+@dataclass(frozen=True)
+class VersionDifferences:
+    """The ONE place that lists what may legitimately differ between two DCMTK versions.
+
+    Every rule says why, and each is a translation or an expectation, never an "ignore":
+
+    * accepted classes: classes whose ``accepted_by_default`` is yes only in the candidate's
+      version are refused by the reference (no presentation context) and must be stored by the
+      candidate (TSV; 186 vs 199 classes);
+    * ``+xa`` transfer syntaxes: :data:`XA_ONLY_IN_369`, same consequence, for a sender that
+      proposes only the file's own transfer syntax (pynetdicom);
+    * file name codes: the reference names a file with its version's code, the candidate with
+      its own (``PA`` → ``PAp`` for Protocol Approval, ``UNKNOWN`` → new codes) (TSV);
+    * SOP Instance UID sanitising in file names: Debian maps every character outside
+      ``[A-Za-z0-9 .:@-]`` to ``_``, 3.6.9 only ``/``; the spec allows the candidate either;
+    * meta (0002,0012)/(0002,0013): each side must carry its own version's values (§10.1).
+
+    With the same version on both sides (the self-check) every rule is the identity.
+    """
+
+    reference: str
+    candidate: str
+    codes: dict[str, dict[str, str]]  # version -> SOP class UID -> filename code
+    accepted: dict[str, frozenset[str]]  # version -> classes accepted by default
+
+    @classmethod
+    def load(cls, reference: str, candidate: str) -> VersionDifferences:
+        """Read the by-version TSV shipped in the repo (identical to the shared spec's)."""
+        codes: dict[str, dict[str, str]] = {"3.6.7": {}, "3.6.9": {}}
+        accepted: dict[str, set[str]] = {"3.6.7": set(), "3.6.9": set()}
+        with SOP_CLASSES_TSV.open(newline="") as fh:
+            for row in csv.DictReader(fh, delimiter="\t"):
+                for version in codes:
+                    codes[version][row["sop_class_uid"]] = row[f"code_{version}"]
+                    if row[f"accepted_by_default_{version}"] == "yes":
+                        accepted[version].add(row["sop_class_uid"])
+        for version in (reference, candidate):
+            if version not in codes:
+                raise ValueError(f"no SOP class table for DCMTK {version}")
+        return cls(reference, candidate, codes, {v: frozenset(s) for v, s in accepted.items()})
+
+    def code(self, version: str, sop_class: str) -> str:
+        """The file name code; UNKNOWN for classes outside the table (spec §4)."""
+        return self.codes[version].get(sop_class, "UNKNOWN")
+
+    def only_candidate_accepts(self, sop_class: str, ts: str, options: Sequence[str],
+                               sender: Sender) -> bool:
+        """True if the reference must refuse what the candidate must accept (by version)."""
+        if sop_class in self.accepted[self.candidate] - self.accepted[self.reference]:
+            return True
+        xa_only = XA_ONLY_IN_369 if (self.reference, self.candidate) == ("3.6.7", "3.6.9") else ()
+        return ("+xa" in options or "--accept-all" in options) and sender == "pynetdicom" \
+            and ts in xa_only
+
+    def candidate_codes(self, reference_code: str, sop_class: str | None) -> set[str]:
+        """Codes the candidate may use where the reference used ``reference_code``."""
+        if sop_class is None or reference_code != self.code(self.reference, sop_class):
+            return {reference_code}
+        return {self.code(self.candidate, sop_class)}
+
+    def candidate_uid_tokens(self, reference_token: str, request_uids: dict[str, str]) -> set[str]:
+        """UID parts of a default file name the candidate may write for the reference's part.
+
+        ``request_uids`` maps Debian-sanitised UIDs back to the UIDs that were sent.
+        """
+        raw = request_uids.get(reference_token)
+        if raw is None or self.reference == self.candidate:
+            return {reference_token}
+        return {reference_token, raw.replace("/", "_")}
+
+    def implementation(self, version: str) -> tuple[str, str]:
+        """(0002,0012), (0002,0013) a file written by ``version`` must carry."""
+        return IMPLEMENTATION[version]
+
+
+def deb_sanitise_uid(uid: str) -> str:
+    """Debian 3.6.7's file name sanitiser for SOP Instance UIDs (spec §4.1)."""
+    return _DEB_UID_CHARS.sub("_", uid)
+
+
+@functools.cache
+def dcmtk_version() -> str:
+    """Version of the installed reference, from ``storescp --version`` (e.g. ``3.6.7``)."""
+    out = subprocess.run([DCMTK_STORESCP, "--version"], capture_output=True, text=True,
+                         env=dcmtk_env(), check=False).stdout
+    match = re.search(r"storescp v(\d+\.\d+\.\d+)", out)
+    if not match:
+        raise RuntimeError(f"cannot read the DCMTK version from: {out!r}")
+    return match.group(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Input corpus
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InputFile:
+    """One Part-10 file to send, with the UIDs the senders may put in the request."""
+
+    path: Path
+    sop_class: str  # meta (0002,0002)
+    meta_uid: str  # meta (0002,0003): pynetdicom's request UID
+    dataset_uid: str | None  # (0008,0018): storescu's request UID, and the output's (0002,0003)
+    ts: str  # meta (0002,0010)
+
+    @property
+    def uids(self) -> set[str]:
+        """UIDs an output attributed to this input may carry in its name or meta."""
+        return {u for u in (self.meta_uid, self.dataset_uid) if u}
+
+
+def read_input(path: Path) -> InputFile | None:
+    """Describe ``path`` if it is a real Part-10 file (preamble, DICM, meta with TS/class/UID)."""
+    from pydicom import dcmread
+    from pydicom.filereader import read_file_meta_info
+    from pydicom.misc import is_dicom
+
+    if not path.is_file() or not is_dicom(path):
+        return None
+    try:
+        meta = read_file_meta_info(path)
+    except Exception:  # noqa: BLE001 - any unreadable meta is "not a Part-10 file"
+        return None
+    keys = ("TransferSyntaxUID", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID")
+    if not all(k in meta for k in keys):
+        return None
+    try:
+        with warnings.catch_warnings():  # odd corpus files warn; they are sent as they are
+            warnings.simplefilter("ignore")
+            ds = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        dataset_uid = str(ds.SOPInstanceUID) if "SOPInstanceUID" in ds else None
+    except Exception:  # noqa: BLE001 - a broken data set is still worth sending
+        dataset_uid = None
+    return InputFile(path, str(meta.MediaStorageSOPClassUID),
+                     str(meta.MediaStorageSOPInstanceUID), dataset_uid,
+                     str(meta.TransferSyntaxUID))
+
+
+def part10_inputs(paths: Sequence[str | Path]) -> list[InputFile]:
+    """Keep only real Part-10 files, in the given order (sorted by the caller if wanted)."""
+    found = (read_input(Path(p)) for p in paths)
+    return [f for f in found if f is not None]
+
+
+def pydicom_corpus() -> list[InputFile]:
+    """pydicom's bundled test files that are real Part-10 files, sorted by path."""
+    from pydicom.data import get_testdata_files
+
+    return part10_inputs(sorted(get_testdata_files()))
+
+
+def one_per_file(files: Sequence[InputFile]) -> list[list[InputFile]]:
+    """The usual plan: one association per file, in order."""
+    return [[f] for f in files]
+
+
+# --------------------------------------------------------------------------------------------
+# Server processes
+# --------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """An ephemeral port on 127.0.0.1 (tiny race until the server binds it; acceptable here)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_accepting(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
+    """Poll until a TCP connect to ``port`` succeeds, failing fast if the server exited.
+
+    The probe connection shows up once in the server's log (storescp -v: ``Association
+    Received``); :attr:`ServerProcess.log_offset` lets log comparisons skip it.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before accepting")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"server did not accept connections on {port} within {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> list[str]:
+    """SIGTERM the PID, SIGKILL after ``timeout``; returns what went wrong while stopping.
+
+    The server runs in its own session (pgid == pid), so processes it left behind (e.g.
+    spoolscp workers surviving their parent) are found and killed by that group id, which
+    only ever holds processes this harness started.
+    """
+    problems = []
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            problems.append(f"pid {proc.pid} ignored SIGTERM for {timeout}s; killed")
+            _kill_group(proc.pid)
+            proc.wait(timeout)
+    if _group_alive(proc.pid):
+        problems.append(f"pid {proc.pid} left processes running after it exited; killed")
+        _kill_group(proc.pid)
+    return problems
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@dataclass
+class ServerProcess:
+    """A running (or finished) SCP: where it listens, writes and logs."""
+
+    name: str
+    kind: ServerKind
+    version: str
+    port: int
+    workdir: Path  # the process's cwd; its output folder is workdir/out
+    proc: subprocess.Popen
+    config: Path | None = None  # spoolscp's TOML
+    log_offset: int = 0  # stderr bytes written before the server was ready
+    exit_code: int | None = None  # set when stopped; None while it runs
+    stop_problems: list[str] = field(default_factory=list)
+
+    @property
+    def outdir(self) -> Path:
+        return self.workdir / "out"
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.workdir / "stdout.log"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.workdir / "stderr.log"
+
+    def stderr_text(self, since_ready: bool = True) -> str:
+        """The server's stderr (its log), by default without the startup part."""
+        data = self.stderr_path.read_bytes()
+        return data[self.log_offset if since_ready else 0:].decode("utf-8", "replace")
+
+    def died(self) -> int | None:
+        """Exit code if the server exited on its own while it should be running."""
+        return self.proc.poll()
+
+
+def _launch(name: str, kind: ServerKind, version: str, argv: list[str], workdir: Path,
+            port: int, config: Path | None) -> ServerProcess:
+    """Start ``argv`` in ``workdir`` with logs to files; outputs go to the relative ``out``.
+
+    A relative ``-od`` keeps log lines such as ``storing DICOM file: out/CT.1.2`` identical on
+    both sides, and exercises the drop-in rule that ``-od`` is relative to the cwd.
+    """
+    (workdir / "out").mkdir(parents=True, exist_ok=True)
+    with (workdir / "stdout.log").open("wb") as out, (workdir / "stderr.log").open("wb") as err:
+        proc = subprocess.Popen(argv, cwd=workdir, stdout=out, stderr=err, env=dcmtk_env(),
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    server = ServerProcess(name, kind, version, port, workdir, proc, config)
+    try:
+        wait_accepting(port, proc)
+    except BaseException:
+        stop_process(proc)
+        raise RuntimeError(f"{name} did not start: {argv}\n{server.stderr_text(False)}") from None
+    server.log_offset = server.stderr_path.stat().st_size
+    return server
+
+
+def write_spoolscp_config(workdir: Path, workers: int = 2) -> Path:
+    """One TOML per server: its own state folder, loopback only."""
+    config = workdir / "spoolscp.toml"
+    config.write_text(
+        f'[state]\ndir = "{workdir / "state"}"\n\n'
+        f'[receiver]\nbind = "{HOST}"\n\n'
+        f"[workers]\ncount = {workers}\n"
+    )
+    return config
+
+
+@contextlib.contextmanager
+def scp_server(kind: ServerKind, options: Sequence[str], workdir: Path,
+               name: str | None = None, workers: int = 2) -> Iterator[ServerProcess]:
+    """Run DCMTK storescp or spoolscp with ``options`` on an ephemeral port until exit.
+
+    ``options`` are storescp options without ``-od`` and port; the harness adds both.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    tail = [*options, "-od", "out", str(port)]
+    if kind == "dcmtk":
+        server = _launch(name or kind, kind, dcmtk_version(), [DCMTK_STORESCP, *tail],
+                         workdir, port, None)
+    else:
+        config = write_spoolscp_config(workdir, workers)
+        server = _launch(name or kind, kind, TARGET_VERSION,
+                         [SPOOLSCP, "--config", str(config), *tail], workdir, port, config)
+    try:
+        yield server
+    finally:
+        server.stop_problems = stop_process(server.proc)
+        server.exit_code = server.proc.returncode
+
+
+@pytest.fixture
+def scp_servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Fixture: ``start(kind, options, name=...)`` returns a ready server, stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+        started: list[ServerProcess] = []
+
+        def start(kind: ServerKind, options: Sequence[str] = (), name: str | None = None,
+                  workers: int = 2) -> ServerProcess:
+            label = name or f"{kind}-{len(started)}"
+            server = stack.enter_context(scp_server(kind, options, tmp_path / label, label,
+                                                    workers))
+            started.append(server)
+            return server
+        yield start
+
+
+def spoolscp_queue_stats(config: Path) -> dict[str, int]:
+    """``spoolscp queue stats --json``: received/pending/scheduled/running/done/failed."""
+    result = subprocess.run([SPOOLSCP, "queue", "stats", "--json", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"spoolscp queue stats failed ({result.returncode}): {result.stderr}")
+    return json.loads(result.stdout)
+
+
+def wait_output_complete(server: ServerProcess, timeout: float = 300.0) -> dict[str, int]:
+    """Block until every received object is written (or failed); DCMTK writes synchronously."""
+    if server.kind == "dcmtk":
+        return {}
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = spoolscp_queue_stats(server.config)
+        busy = stats["pending"] + stats["scheduled"] + stats["running"]
+        if busy == 0 and stats["done"] + stats["failed"] == stats["received"]:
+            return stats
+        if server.died() is not None or time.monotonic() > deadline:
+            raise TimeoutError(f"{server.name} output incomplete (exit {server.died()}): {stats}")
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# Senders: one status per sent file
+# --------------------------------------------------------------------------------------------
+
+def send_dcmtk(port: int, files: Sequence[InputFile], log: Path,
+               extra_args: Sequence[str] = ("-nh", "-td", "60")) -> list[str]:
+    """One ``storescu`` association with ``files`` in order; statuses parsed from its -d log.
+
+    -d is the only level at which storescu prints the numeric DIMSE status. ``-nh`` keeps
+    storescu going after a failed store so that every file gets a status; ``-td`` turns a
+    server that never answers into ``no-response`` instead of a hung test.
+    """
+    argv = [DCMTK_STORESCU, "-d", *extra_args, HOST, str(port), *(str(f.path) for f in files)]
+    try:
+        result = subprocess.run(argv, capture_output=True, env=dcmtk_env(), timeout=300,
+                                check=False)
+        out, err = result.stdout, result.stderr
+    except subprocess.TimeoutExpired as exc:  # the child is killed; keep what it logged
+        out, err = exc.stdout or b"", (exc.stderr or b"") + b"\nE: storescu killed (timeout)"
+    text = err.decode("utf-8", "replace")
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(argv)}\n{out.decode('utf-8', 'replace')}{text}\n")
+    return parse_storescu_log(text, [str(f.path) for f in files])
+
+
+_STATUS_LINE = re.compile(r"^D: DIMSE Status\s*:\s*0x([0-9a-fA-F]{4})")
+# storescu errors meaning the request never (fully) left the sender: unreadable file, file
+# without SOP UIDs, or a compressed file it cannot convert to the accepted transfer syntax.
+_UNSENT_ERRORS = ("bad dicom file", "no sop class or instance uid", "failed to send message",
+                  "unable to convert")
+
+
+def _storescu_failure(errors: str) -> str:
+    """Status label for a ``Sending file`` block that has no DIMSE status."""
+    if "no presentation context" in errors:
+        return NO_CONTEXT
+    if any(e in errors for e in _UNSENT_ERRORS):
+        return NOT_SENT
+    return NO_RESPONSE
+
+
+def parse_storescu_log(log: str, paths: Sequence[str]) -> list[str]:
+    """Map storescu's ``Sending file:`` blocks to per-file statuses, in order.
+
+    A block without ``DIMSE Status`` is a failure named after its error line; files that got
+    no block at all share the reason the association ended (rejected, no contexts, ...).
+    """
+    statuses: list[str | None] = [None] * len(paths)
+    current: int | None = None
+    next_index = 0
+    block_errors: list[str] = []
+    fatal = ""
+
+    def close_block() -> None:
+        if current is not None and statuses[current] is None:
+            statuses[current] = _storescu_failure(" ".join(block_errors).lower())
+
+    for line in log.splitlines():
+        if line.startswith("I: Sending file: "):
+            close_block()
+            path = line[len("I: Sending file: "):]
+            while next_index < len(paths) and paths[next_index] != path:
+                next_index += 1
+            current, block_errors = (next_index, []) if next_index < len(paths) else (None, [])
+            next_index += 1
+        elif (match := _STATUS_LINE.match(line)) and current is not None:
+            statuses[current] = f"0x{match.group(1).upper()}"
+        elif line.startswith(("E: ", "F: ")):
+            block_errors.append(line)
+            fatal += line + "\n"
+    close_block()
+    unsent = (ASSOC_REJECTED if "Association Rejected" in fatal else
+              NO_CONTEXT if "No Acceptable Presentation Contexts" in fatal else
+              ASSOC_FAILED if "Association Request Failed" in fatal else NOT_SENT)
+    return [s if s is not None else unsent for s in statuses]
+
+
+def send_pynetdicom(port: int, files: Sequence[InputFile], log: Path,
+                    ae_title: str = "PYNETDICOM") -> list[str]:
+    """One pynetdicom association proposing each file's own (class, TS); files sent by path.
+
+    Sending by path makes pynetdicom send the file's data set bytes as stored, without a
+    decode/encode round trip, so both servers get exactly the same bytes.
+    """
+    from pynetdicom import AE
+
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    ae = AE(ae_title=ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+    for sop_class, ts in dict.fromkeys((f.sop_class, f.ts) for f in files):
+        ae.add_requested_context(sop_class, ts)
+    assoc = ae.associate(HOST, port)
+    if not assoc.is_established:
+        # pynetdicom aborts an accepted association in which every context was refused
+        refused = assoc.rejected_contexts and not assoc.accepted_contexts
+        status = ASSOC_REJECTED if assoc.is_rejected else NO_CONTEXT if refused else ASSOC_FAILED
+        _log(log, f"association {status} for {[f.path.name for f in files]}")
+        return [status] * len(files)
+    try:
+        return [_pynetdicom_store(assoc, f, log) for f in files]
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _pynetdicom_store(assoc, file: InputFile, log: Path) -> str:
+    """C-STORE one file; exceptions and missing responses become status labels."""
+    if not assoc.is_established:
+        return NO_RESPONSE
+    try:
+        rsp = assoc.send_c_store(file.path)
+    except ValueError as exc:  # raised when no accepted context fits the file
+        _log(log, f"{file.path}: {exc}")
+        return NO_CONTEXT if "presentation context" in str(exc).lower() else NOT_SENT
+    except Exception as exc:  # noqa: BLE001 - e.g. pynetdicom cannot read the file
+        _log(log, f"{file.path}: {type(exc).__name__}: {exc}")
+        return NOT_SENT
+    status = f"0x{rsp.Status:04X}" if "Status" in rsp else NO_RESPONSE
+    _log(log, f"{file.path}: {status}")
+    return status
+
+
+def _log(log: Path, line: str) -> None:
+    with log.open("a") as fh:
+        fh.write(line + "\n")
+
+
+SENDERS: dict[str, Callable[[int, Sequence[InputFile], Path], list[str]]] = {
+    "dcmtk": send_dcmtk,
+    "pynetdicom": send_pynetdicom,
+}
+
+
+def send_all(sender: Sender, port: int, plan: Sequence[Sequence[InputFile]],
+             log: Path) -> list[list[str]]:
+    """Send every association of ``plan`` in order; one status list per association."""
+    return [SENDERS[sender](port, assoc_files, log) for assoc_files in plan]
+
+
+# --------------------------------------------------------------------------------------------
+# Output files
+# --------------------------------------------------------------------------------------------
+
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
+             b"UT", b"UV"}
+META_COMPARED = {  # tag -> name; the meta elements that must be equal on both sides
+    0x00020002: "(0002,0002) MediaStorageSOPClassUID",
+    0x00020003: "(0002,0003) MediaStorageSOPInstanceUID",
+    0x00020010: "(0002,0010) TransferSyntaxUID",
+    0x00020016: "(0002,0016) SourceApplicationEntityTitle",
+}
+
+
+@dataclass
+class OutputFile:
+    """An output file reduced to what the comparison needs."""
+
+    relpath: str
+    has_meta: bool
+    meta: dict[int, str]  # group 0002 element values as text (UIDs and AE titles)
+    dataset: bytes  # everything after the meta group; inflated for deflated TS
+    inflated: bool
+    sop_class: str | None
+    identity: str | None  # the data set's SOP Instance UID, to attribute the file to an input
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Hash of what the comparison looks at, to pair identical files cheaply."""
+        compared = "|".join(self.meta.get(t, "") for t in META_COMPARED)
+        return hashlib.sha256(compared.encode() + b"\0" + self.dataset).hexdigest()
+
+
+def split_meta(data: bytes) -> tuple[dict[int, str], bytes] | None:
+    """Walk the explicit-VR-LE group 0002 after ``DICM``; None if there is no Part-10 header.
+
+    Parsed by hand, not with pydicom, so that the data set bytes are cut exactly where the
+    file's own meta group ends, whatever its group length claims.
+    """
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return None
+    meta: dict[int, str] = {}
+    pos = 132
+    while pos + 8 <= len(data) and int.from_bytes(data[pos:pos + 2], "little") == 0x0002:
+        tag = (0x0002 << 16) | int.from_bytes(data[pos + 2:pos + 4], "little")
+        vr = data[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            length, start = int.from_bytes(data[pos + 8:pos + 12], "little"), pos + 12
+        else:
+            length, start = int.from_bytes(data[pos + 6:pos + 8], "little"), pos + 8
+        value = data[start:start + length]
+        meta[tag] = value.rstrip(b"\0 ").decode("latin-1") if vr not in {b"OB", b"UL"} \
+            else value.hex()
+        pos = start + length
+    return meta, data[pos:]
+
+
+def inflate(data: bytes) -> bytes | None:
+    """Raw-deflate decode, or None if ``data`` is not one complete deflate stream."""
+    decomp = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = decomp.decompress(data) + decomp.flush()
+    except zlib.error:
+        return None
+    return out if decomp.eof and not decomp.unused_data.strip(b"\0") else None
+
+
+def _dataset_uids(dataset: bytes) -> tuple[str | None, str | None]:
+    """(SOPClassUID, SOPInstanceUID) of a bare data set (``-F`` output), best effort."""
+    from pydicom import dcmread
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(io.BytesIO(dataset), force=True,
+                         specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        return ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+    except Exception:  # noqa: BLE001 - identity is only used to pair and attribute files
+        return None, None
+
+
+def read_output(root: Path, path: Path) -> OutputFile:
+    """Load one output file; deflated data sets are compared inflated (spec: any deflate
+    encoder may produce different bytes for the same content)."""
+    data = path.read_bytes()
+    relpath = path.relative_to(root).as_posix()
+    split = split_meta(data)
+    if split is not None:
+        meta, dataset = split
+        inflated = meta.get(0x00020010) == DEFLATED_TS
+        if inflated:
+            dataset = inflate(dataset) or dataset
+        return OutputFile(relpath, True, meta, dataset, inflated, meta.get(0x00020002),
+                          meta.get(0x00020003))
+    plain = inflate(data)  # -F output has no meta that would tell us it is deflated
+    dataset = data if plain is None else plain
+    sop_class, identity = _dataset_uids(dataset)
+    return OutputFile(relpath, False, {}, dataset, plain is not None,
+                      str(sop_class) if sop_class else None, str(identity) if identity else None)
+
+
+def read_tree(root: Path) -> list[OutputFile]:
+    """Every regular file under ``root``, by relative path (leftover temp files included)."""
+    return [read_output(root, p) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+# --------------------------------------------------------------------------------------------
+# File names: which parts are fixed and which may differ (spec §4, §6)
+# --------------------------------------------------------------------------------------------
+
+_CODE = r"(?P<code>[A-Za-z0-9]{2,4}|UNKNOWN)"
+_STAMP = r"(?P<date>\d{8})_(?P<time>\d{9})"  # -ss/-sp directory timestamp
+
+
+@dataclass(frozen=True)
+class NamingScheme:
+    """What the storescp options say about output names.
+
+    A *shape* is a relative path with the parts that legitimately differ between two runs
+    replaced by placeholders: the generated UID of ``+uf``, the time of ``-tn``, the time in
+    ``-ss``/``-sp`` folders (numbered by order, so the grouping into studies is still compared).
+    """
+
+    mode: Literal["default", "unique", "time"] = "default"
+    ext: str = ""
+    sort: Literal["ss", "su", "sp"] | None = None
+    sort_prefix: str = ""
+
+    @classmethod
+    def from_options(cls, options: Sequence[str]) -> NamingScheme:
+        """Naming-relevant options, rightmost wins like DCMTK's OFCommandLine."""
+        mode, ext, sort, prefix = "default", "", None, ""
+        flags = {"+uf": "unique", "--unique-filenames": "unique", "-uf": "default",
+                 "--default-filenames": "default"}
+        sorts = {"-ss": "ss", "--sort-conc-studies": "ss", "-su": "su",
+                 "--sort-on-study-uid": "su", "-sp": "sp", "--sort-on-patientname": "sp"}
+        for i, opt in enumerate(options):
+            if opt in flags:
+                mode = flags[opt]
+            elif opt in ("-fe", "--filename-extension"):
+                ext = options[i + 1]
+            elif opt in sorts:
+                sort = sorts[opt]
+                prefix = options[i + 1] if sort != "sp" else ""
+        if "-tn" in options or "--timenames" in options:
+            mode = "time"  # not in the +uf/-uf group; storescp refuses -tn with +uf (§1.4)
+        return cls(mode, ext, sort, prefix)
+
+    def parse_file(self, name: str) -> dict[str, str] | None:
+        """Split a file name into code / uid / stamp parts; None if it does not fit."""
+        if not name.endswith(self.ext):
+            return None
+        stem = name[:len(name) - len(self.ext)] if self.ext else name
+        pattern = {
+            "default": rf"{_CODE}\.(?P<uid>.+)",
+            "unique": rf"{_CODE}\.X\.(?P<uid>[0-9]+(?:\.[0-9]+)+)",
+            "time": rf"(?P<stamp>\d{{17}})(?:_(?P<serial>\d{{4,}}))?\.{_CODE}",
+        }[self.mode]
+        match = re.fullmatch(pattern, stem)
+        if not match or (self.mode == "unique" and len(match["uid"]) > 64):
+            return None
+        if self.mode == "time" and not _valid_stamp(match["stamp"]):
+            return None
+        return match.groupdict()
+
+    def file_shape(self, parts: dict[str, str], code: str, uid: str | None = None) -> str:
+        """The file name with run-dependent parts replaced (code and uid may be translated)."""
+        if self.mode == "default":
+            return f"{code}.{parts['uid'] if uid is None else uid}{self.ext}"
+        if self.mode == "unique":
+            return f"{code}.X.<uid>{self.ext}"
+        return f"<time>.{code}{self.ext}"
+
+    def dir_shapes(self, dirs: set[str]) -> dict[str, str]:
+        """Study folder -> shape; time-stamped folders are numbered in time order."""
+        if self.sort not in ("ss", "sp"):
+            return {d: d for d in dirs}
+        stamped = {d: re.search(rf"{_STAMP}$", d) for d in dirs}
+        order = sorted({m.group(0) for m in stamped.values() if m})
+        return {d: (d[:m.start()] + f"<study#{order.index(m.group(0)) + 1}>") if m else d
+                for d, m in stamped.items()}
+
+
+def _valid_stamp(stamp: str) -> bool:
+    """``YYYYMMDDHHMMSSmmm`` that is a real local date and time."""
+    try:
+        datetime.strptime(stamp[:14], "%Y%m%d%H%M%S")
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison
+# --------------------------------------------------------------------------------------------
+
+Side = Literal["reference", "candidate"]
+
+
+@dataclass
+class ShapedFile:
+    """An output file with the shape used for pairing, and why its name is wrong (if it is)."""
+
+    file: OutputFile
+    shapes: set[str]  # acceptable shapes (a reference file may translate to several)
+    name_problem: str | None = None
+
+
+@dataclass
+class FilePair:
+    """A reference output and the candidate output it was paired with (either may be None)."""
+
+    reference: OutputFile | None
+    candidate: OutputFile | None
+    differences: list[str] = field(default_factory=list)
+    expected: str | None = None  # a documented, version-caused reason for a one-sided file
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+@dataclass
+class InputReport:
+    """One sent file: statuses and attributed outputs on both sides."""
+
+    input: InputFile
+    association: int
+    reference_status: str
+    candidate_status: str
+    reference_paths: list[str]
+    candidate_paths: list[str]
+    problem: str | None = None
+    expected: str | None = None  # documented version difference that explains a mismatch
+
+
+@dataclass
+class SideRun:
+    """What one server produced: statuses per association, its output folder, its logs."""
+
+    server: ServerProcess
+    statuses: list[list[str]]
+    sender_log: Path
+    queue_stats: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Comparison:
+    """The result of a side-by-side run. ``recompare()`` re-reads the output folders."""
+
+    options: list[str]
+    sender: Sender
+    plan: list[list[InputFile]]
+    reference: SideRun
+    candidate: SideRun
+    versions: VersionDifferences
+    scheme: NamingScheme
+    inputs: list[InputReport] = field(default_factory=list)
+    pairs: list[FilePair] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.recompare()
+
+    @property
+    def problems(self) -> list[str]:
+        """Server-level problems: a crash, an incomplete queue, the candidate's messy shutdown.
+
+        The reference's shutdown is not under test (e.g. its ``-xcr`` children may still run).
+        """
+        return [f"{run.server.name}: {p}" for run in (self.reference, self.candidate)
+                for p in run.problems] + self.candidate.server.stop_problems
+
+    @property
+    def mismatches(self) -> list[InputReport | FilePair]:
+        bad_inputs: list[InputReport | FilePair] = [r for r in self.inputs if r.problem]
+        return bad_inputs + [p for p in self.pairs if not p.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.mismatches
+
+    def recompare(self) -> None:
+        """(Re)build input reports and file pairs from the statuses and the folders on disk."""
+        ref = read_tree(self.reference.server.outdir)
+        cand = read_tree(self.candidate.server.outdir)
+        self.pairs = pair_outputs(ref, cand, self)
+        self.inputs = report_inputs(self, ref, cand)
+
+    def report(self) -> str:
+        """A readable table of every mismatch, for assertion messages."""
+        return format_report(self)
+
+
+def _attributed(inp: InputFile, files: list[OutputFile], scheme: NamingScheme) -> list[str]:
+    """Outputs that belong to ``inp``: same instance UID in content, or in a default name.
+
+    Only for the report: inputs that share an instance UID share their outputs here. Pass or
+    fail comes from the statuses and from pairing the whole trees.
+    """
+    name_uids = inp.uids | {deb_sanitise_uid(u) for u in inp.uids}
+    found = []
+    for f in files:
+        parts = scheme.parse_file(f.relpath.rpartition("/")[2]) if scheme.mode == "default" \
+            else None
+        if f.identity in inp.uids or (parts is not None and parts["uid"] in name_uids):
+            found.append(f.relpath)
+    return found
+
+
+def report_inputs(cmp: Comparison, ref: list[OutputFile],
+                  cand: list[OutputFile]) -> list[InputReport]:
+    """Per sent file: compare statuses, applying the version rules for one-sided acceptance."""
+    reports = []
+    ref_statuses = [s for assoc in cmp.reference.statuses for s in assoc]
+    cand_statuses = [s for assoc in cmp.candidate.statuses for s in assoc]
+    numbered = [(i, f) for i, files in enumerate(cmp.plan) for f in files]
+    for (assoc, inp), r_status, c_status in zip(numbered, ref_statuses, cand_statuses, strict=True):
+        report = InputReport(inp, assoc, r_status, c_status, _attributed(inp, ref, cmp.scheme),
+                             _attributed(inp, cand, cmp.scheme))
+        if cmp.versions.only_candidate_accepts(inp.sop_class, inp.ts, cmp.options, cmp.sender):
+            report.expected = (f"accepted by default only by DCMTK {cmp.versions.candidate}"
+                               f" (class or +xa transfer syntax)")
+            if r_status != NO_CONTEXT or c_status in (NO_CONTEXT, ASSOC_REJECTED):
+                report.problem = (f"expected the reference to refuse and the candidate to accept;"
+                                  f" got {r_status} / {c_status}")
+        elif r_status != c_status:
+            report.problem = f"status {r_status} vs {c_status}"
+        reports.append(report)
+    return reports
+
+
+def shape_files(files: list[OutputFile], side: Side, cmp: Comparison) -> list[ShapedFile]:
+    """Give every file its shape(s); reference shapes are translated to the candidate version."""
+    scheme, versions = cmp.scheme, cmp.versions
+    dirs = scheme.dir_shapes({f.relpath.rpartition("/")[0] for f in files})
+    request_uids = {deb_sanitise_uid(u): u for step in cmp.plan for f in step for u in f.uids}
+    shaped = []
+    for f in files:
+        folder, _, name = f.relpath.rpartition("/")
+        prefix = f"{dirs[folder]}/" if folder else ""
+        parts = scheme.parse_file(name)
+        if parts is None:
+            shaped.append(ShapedFile(f, {f.relpath}, f"name does not fit {scheme.mode!r} naming"))
+            continue
+        if side == "candidate":
+            shaped.append(ShapedFile(f, {prefix + scheme.file_shape(parts, parts["code"])}))
+            continue
+        codes = versions.candidate_codes(parts["code"], f.sop_class)
+        uids = (versions.candidate_uid_tokens(parts["uid"], request_uids)
+                if scheme.mode == "default" else {None})
+        shaped.append(ShapedFile(f, {prefix + scheme.file_shape(parts, c, u)
+                                     for c in codes for u in uids}))
+    return shaped
+
+
+def pair_outputs(ref: list[OutputFile], cand: list[OutputFile],
+                 cmp: Comparison) -> list[FilePair]:
+    """Pair reference and candidate files by shape; inside a shape by content, then identity.
+
+    Exact names make every shape unique. For ``+uf``/``-tn`` a shape holds many files, so
+    identical content pairs first (over all files), then equal instance UIDs, then name order;
+    whatever is left over is a one-sided file, which is a mismatch (wrong count).
+    """
+    by_shape: dict[str, list[ShapedFile]] = defaultdict(list)
+    for c in shape_files(cand, "candidate", cmp):
+        by_shape[next(iter(c.shapes))].append(c)
+    unmatched = shape_files(ref, "reference", cmp)
+    pairs: list[FilePair] = []
+    for same in (_same_content, _same_identity, lambda r, c: True):
+        still = []
+        for r in unmatched:
+            pool = [c for s in sorted(r.shapes) for c in by_shape.get(s, []) if same(r, c)]
+            if not pool:
+                still.append(r)
+                continue
+            match = min(pool, key=lambda c: c.file.relpath)
+            by_shape[next(iter(match.shapes))].remove(match)
+            pairs.append(compare_pair(r, match, cmp))
+        unmatched = still
+    pairs += [_one_sided(r, None, cmp) for r in unmatched]
+    pairs += [_one_sided(None, c, cmp) for group in by_shape.values() for c in group]
+    return pairs
+
+
+def _same_content(r: ShapedFile, c: ShapedFile) -> bool:
+    return r.file.digest == c.file.digest
+
+
+def _same_identity(r: ShapedFile, c: ShapedFile) -> bool:
+    return r.file.identity == c.file.identity
+
+
+def _one_sided(ref: ShapedFile | None, cand: ShapedFile | None, cmp: Comparison) -> FilePair:
+    """A file only one side wrote; expected only for inputs only the candidate version accepts."""
+    present = (ref or cand).file
+    pair = FilePair(ref.file if ref else None, cand.file if cand else None)
+    accepted_by_candidate_only = any(
+        cmp.versions.only_candidate_accepts(i.sop_class, i.ts, cmp.options, cmp.sender)
+        and present.identity in i.uids for step in cmp.plan for i in step)
+    if cand is not None and accepted_by_candidate_only and cand.name_problem is None:
+        pair.expected = f"accepted by default only by DCMTK {cmp.versions.candidate}"
+        return pair
+    side = "reference" if ref else "candidate"
+    pair.differences.append(f"only the {side} wrote {present.relpath}")
+    for shaped in (ref, cand):
+        if shaped and shaped.name_problem:
+            pair.differences.append(shaped.name_problem)
+    return pair
+
+
+def compare_pair(ref: ShapedFile, cand: ShapedFile, cmp: Comparison) -> FilePair:
+    """Meta elements, implementation identifiers per version, data set bytes, name checks."""
+    pair = FilePair(ref.file, cand.file)
+    diff = pair.differences
+    diff += [p for p in (ref.name_problem, cand.name_problem) if p]
+    r, c = ref.file, cand.file
+    if r.has_meta != c.has_meta:
+        diff.append(f"meta header present: {r.has_meta} vs {c.has_meta}")
+    for tag, name in META_COMPARED.items():
+        if r.meta.get(tag) != c.meta.get(tag):
+            diff.append(f"{name}: {r.meta.get(tag)!r} vs {c.meta.get(tag)!r}")
+    for side, f in (("reference", r), ("candidate", c)):
+        diff += _implementation_problems(side, f, cmp)
+    if r.dataset != c.dataset:
+        diff.append(_describe_byte_difference(r.dataset, c.dataset, r.inflated or c.inflated))
+    return pair
+
+
+def _implementation_problems(side: Side, f: OutputFile, cmp: Comparison) -> list[str]:
+    """(0002,0012)/(0002,0013) must name the writer's own DCMTK version (spec §10.1)."""
+    if not f.has_meta:
+        return []
+    version = (cmp.reference if side == "reference" else cmp.candidate).server.version
+    expected = cmp.versions.implementation(version)
+    got = (f.meta.get(0x00020012), f.meta.get(0x00020013))
+    return [] if got == expected else [f"{side} implementation {got} != {version}'s {expected}"]
+
+
+def _describe_byte_difference(a: bytes, b: bytes, inflated: bool) -> str:
+    """Where two data sets first differ, with a few bytes of context."""
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    what = "inflated data set" if inflated else "data set"
+    return (f"{what} bytes differ at offset {first} (lengths {len(a)} vs {len(b)}):"
+            f" {a[first:first + 8].hex()} vs {b[first:first + 8].hex()}")
+
+
+def format_report(cmp: Comparison) -> str:
+    """Mismatch table: one row per problem input or file pair."""
+    lines = [f"options={cmp.options} sender={cmp.sender} inputs="
+             f"{sum(len(a) for a in cmp.plan)} reference={cmp.reference.server.version}"
+             f" candidate={cmp.candidate.server.kind} {cmp.candidate.server.version}"
+             f" queue={cmp.candidate.queue_stats or '-'}"
+             f" logs={cmp.reference.server.workdir.parent}"]
+    lines += [f"PROBLEM: {p}" for p in cmp.problems]
+    bad_inputs = [r for r in cmp.inputs if r.problem]
+    if bad_inputs:
+        lines.append(f"{len(bad_inputs)} input(s) with different outcomes:")
+        lines.append(_table(["#", "input", "reference", "candidate", "problem"],
+                            [[str(r.association), r.input.path.name,
+                              f"{r.reference_status} {','.join(r.reference_paths) or '-'}",
+                              f"{r.candidate_status} {','.join(r.candidate_paths) or '-'}",
+                              r.problem or ""] for r in bad_inputs]))
+    bad_pairs = [p for p in cmp.pairs if not p.ok]
+    if bad_pairs:
+        lines.append(f"{len(bad_pairs)} output file(s) that differ:")
+        lines.append(_table(["reference file", "candidate file", "differences"],
+                            [[p.reference.relpath if p.reference else "-",
+                              p.candidate.relpath if p.candidate else "-",
+                              "; ".join(p.differences)] for p in bad_pairs]))
+    expected = [r for r in cmp.inputs if r.expected] + [p for p in cmp.pairs if p.expected]
+    if expected:
+        lines.append(f"{len(expected)} documented version difference(s), not mismatches")
+    if len(lines) == 1:
+        lines.append("no mismatches")
+    return "\n".join(lines)
+
+
+def _table(header: list[str], rows: list[list[str]], width: int = 90) -> str:
+    """Plain aligned text table; long cells are cut so that one row stays one line."""
+    rows = [[cell if len(cell) <= width else cell[:width - 3] + "..." for cell in row]
+            for row in rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), "-+-".join("-" * w for w in widths),
+                      *(fmt.format(*r) for r in rows)])
+
+
+# --------------------------------------------------------------------------------------------
+# The one-call helper
+# --------------------------------------------------------------------------------------------
+
+def _run_side(server: ServerProcess, sender: Sender, plan: Sequence[Sequence[InputFile]],
+              results: dict[str, SideRun]) -> None:
+    """Send the plan to one server (in its own thread) and record statuses."""
+    log = server.workdir / f"sender-{sender}.log"
+    try:
+        statuses = send_all(sender, server.port, plan, log)
+    except Exception as exc:  # noqa: BLE001 - reported, never hidden
+        statuses = [[NOT_SENT] * len(a) for a in plan]
+        results[server.name] = SideRun(server, statuses, log, problems=[f"sender crashed: {exc!r}"])
+        return
+    results[server.name] = SideRun(server, statuses, log)
+
+
+def run_side_by_side(options: Sequence[str], plan: Sequence[Sequence[InputFile]],
+                     sender: Sender, workdir: Path, candidate: ServerKind | None = None,
+                     completion_timeout: float = 300.0) -> Comparison:
+    """Run reference storescp and the candidate with ``options``, send ``plan`` to both.
+
+    ``plan`` is a list of associations, each a list of files sent in that order. Both sides are
+    fed in parallel (each side strictly in plan order). The candidate defaults to spoolscp, or
+    to ``$SIDEBYSIDE_CANDIDATE`` (``dcmtk`` to run any test DCMTK against DCMTK).
+    """
+    if candidate is None:
+        candidate = "dcmtk" if os.environ.get("SIDEBYSIDE_CANDIDATE") == "dcmtk" else "spoolscp"
+    plan = [list(a) for a in plan]
+    results: dict[str, SideRun] = {}
+    with scp_server("dcmtk", options, workdir / "reference", "reference") as ref, \
+            scp_server(candidate, options, workdir / "candidate", "candidate") as cand:
+        threads = [threading.Thread(target=_run_side, args=(s, sender, plan, results))
+                   for s in (ref, cand)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for server in (ref, cand):
+            _finish_side(results[server.name], completion_timeout)
+    return Comparison(list(options), sender, plan, results["reference"], results["candidate"],
+                      VersionDifferences.load(ref.version, cand.version),
+                      NamingScheme.from_options(options))
+
+
+def _finish_side(run: SideRun, timeout: float) -> None:
+    """Wait for asynchronous output, and note a server that died during the run."""
+    server = run.server
+    if server.died() is not None:
+        run.problems.append(f"{server.name} exited with {server.died()} during the run")
+        return
+    try:
+        run.queue_stats = wait_output_complete(server, timeout)
+    except (TimeoutError, RuntimeError) as exc:
+        run.problems.append(str(exc))
