@@ -395,10 +395,12 @@ def write_spoolscp_config(workdir: Path, workers: int = 2) -> Path:
 
 @contextlib.contextmanager
 def scp_server(kind: ServerKind, options: Sequence[str], workdir: Path,
-               name: str | None = None, workers: int = 2) -> Iterator[ServerProcess]:
+               name: str | None = None, workers: int = 2,
+               receiver_only: bool = False) -> Iterator[ServerProcess]:
     """Run DCMTK storescp or spoolscp with ``options`` on an ephemeral port until exit.
 
     ``options`` are storescp options without ``-od`` and port; the harness adds both.
+    ``receiver_only`` runs ``spoolscp receiver`` (no workers; see :func:`worker_process`).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -408,8 +410,9 @@ def scp_server(kind: ServerKind, options: Sequence[str], workdir: Path,
                          workdir, port, None)
     else:
         config = write_spoolscp_config(workdir, workers)
+        command = [SPOOLSCP, "receiver"] if receiver_only else [SPOOLSCP]
         server = _launch(name or kind, kind, TARGET_VERSION,
-                         [SPOOLSCP, "--config", str(config), *tail], workdir, port, config)
+                         [*command, "--config", str(config), *tail], workdir, port, config)
     try:
         yield server
     finally:
@@ -424,13 +427,31 @@ def scp_servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         started: list[ServerProcess] = []
 
         def start(kind: ServerKind, options: Sequence[str] = (), name: str | None = None,
-                  workers: int = 2) -> ServerProcess:
+                  workers: int = 2, receiver_only: bool = False) -> ServerProcess:
             label = name or f"{kind}-{len(started)}"
             server = stack.enter_context(scp_server(kind, options, tmp_path / label, label,
-                                                    workers))
+                                                    workers, receiver_only))
             started.append(server)
             return server
         yield start
+
+
+@contextlib.contextmanager
+def worker_process(config: Path, workdir: Path, workers: int = 2) -> Iterator[subprocess.Popen]:
+    """Run ``spoolscp worker`` on the state of ``config`` until the block ends.
+
+    Its log goes to ``workdir/worker.log``; like the servers it runs in its own session, so
+    :func:`stop_process` also finds the worker processes it forked.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (workdir / "worker.log").open("ab") as log:
+        proc = subprocess.Popen([SPOOLSCP, "worker", "--config", str(config), "--workers",
+                                 str(workers)], cwd=workdir, stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
 
 
 def spoolscp_queue_stats(config: Path) -> dict[str, int]:
