@@ -5,14 +5,13 @@
     spoolscp [storescp options] PORT          receiver + workers under one supervisor
     spoolscp receiver [storescp options] PORT the receiver alone
     spoolscp worker [--config F] [--state-dir D] [--workers N] [-q|-v|-d|-ll L]
-    spoolscp queue stats [--json] [--config F] [--state-dir D]
+    spoolscp queue ACTION [--json] [--config F] [--state-dir D]   (see spoolscp.queuecli)
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ import sys
 from typing import Sequence
 
 from receiver.options import ExitRequest, StorescpOptions, UsageError, arguments_log_lines, parse_args
-from spoolscp import jobs, logs
+from spoolscp import logs
 from spoolscp.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("spoolscp")
@@ -36,9 +35,6 @@ NOT_SUPPORTED_YET = {
     "--write-xfer-little", "--write-xfer-big", "--write-xfer-implicit", "--write-xfer-deflated",
     "--enable-new-vr", "--disable-new-vr", "--group-length-create", "--group-length-remove",
     "--length-undefined", "--padding-create", "--convert-un", "--compression-level",
-    "--sort-conc-studies", "--sort-on-study-uid", "--sort-on-patientname",
-    "--exec-on-reception", "--exec-on-eostudy", "--rename-on-eostudy", "--eostudy-timeout",
-    "--exec-sync",
 }
 TLS_PREFIX = ("--enable-tls", "--disable-tls")
 
@@ -159,28 +155,6 @@ def worker_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def queue_main(argv: Sequence[str]) -> int:
-    """``spoolscp queue stats``: counts per state, as a table or ``--json``."""
-    parser = common_parser("spoolscp queue")
-    parser.add_argument("action", choices=["stats"])
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config, state_dir=args.state_dir)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    db = jobs.JobDB(settings.jobs_db)
-    counts = jobs.stats(db)
-    db.close()
-    if args.json:
-        print(json.dumps(counts))
-    else:
-        for state, n in counts.items():
-            print(f"{state:<10} {n:>8}")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "receiver":
@@ -188,5 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "worker":
         return worker_main(args[1:])
     if args and args[0] == "queue":
-        return queue_main(args[1:])
+        from spoolscp import queuecli
+
+        return queuecli.main(args[1:])
     return storescp_main(args, "all")

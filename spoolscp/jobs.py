@@ -33,7 +33,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 STATES = ("queued", "waiting", "running", "scheduled", "done", "failed")
-KINDS = ("store", "assoc_end", "eos", "exec")
+KINDS = ("store", "assoc_end", "ignored", "eos", "exec")
 HOST = socket.gethostname()
 
 migrations = Migrations("spoolscp.jobs")
@@ -46,6 +46,8 @@ def m001_jobs(db: sqlite_utils.Database) -> None:
     ``kind`` says what a row is: ``store`` (a received object), ``assoc_end`` (an
     association that stored objects has ended: a marker in reception order), ``eos``
     (an end of study: rename its files) or ``exec`` (one -xcr/-xcs command line).
+    ``ignored`` marks an object received under ``--ignore``, only so that its ``-xcr``
+    takes its place in reception order.
     """
     # AUTOINCREMENT: a sequence number is never reused, even after purges.
     db.execute(
@@ -182,6 +184,12 @@ def record_assoc_end(db: JobDB, assoc: str) -> int:
         return insert(db.conn, {"kind": "assoc_end", "state": "done", "assoc": assoc, "received_at": time.time()})
 
 
+def record_ignored(db: JobDB, fields: dict[str, Any]) -> int:
+    """Record, in reception order, an object received under ``--ignore`` (nothing to write)."""
+    with db.lock:
+        return insert(db.conn, dict(fields, kind="ignored", state="done"))
+
+
 def job_from_row(row: tuple) -> Job:
     values = dict(zip(Job.__dataclass_fields__, row))
     values["options"] = json.loads(values["options"])
@@ -291,3 +299,99 @@ def recoverable(db: JobDB, stale_after: float = 0.0) -> list[int]:
         for seq, state, pid, host, lease, updated in rows
         if (state == "queued" and now - (updated or 0) >= stale_after) or _abandoned(state, pid, host, lease, now)
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# Queries for operators (``spoolscp queue``) and the reconciler
+
+
+def row(db: JobDB, seq: int) -> dict[str, Any] | None:
+    """Every column of one row (pid, host, lease, timestamps too), options decoded."""
+    found = _dict_rows(db, "SELECT * FROM jobs WHERE seq = ?", (seq,))
+    return found[0] if found else None
+
+
+def rows(db: JobDB, states: tuple[str, ...] = (), study: str | None = None, limit: int = 0) -> list[dict[str, Any]]:
+    """Rows in sequence order, filtered by state and by study UID; ``limit`` 0 = all.
+
+    Markers of ended associations (``assoc_end``) are bookkeeping, not jobs: left out.
+    A study matches a stored object by its UID and an end of study or a command by
+    the study the tracker placed it in.
+    """
+    where, params = ["kind != 'assoc_end'"], []
+    if states:
+        where.append(f"state IN ({', '.join('?' for _ in states)})")
+        params += states
+    if study is not None:
+        where.append("(study_uid = ? OR study_id IN (SELECT id FROM studies WHERE uid = ?))")
+        params += (study, study)
+    sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY seq"
+    if limit > 0:
+        sql += f" LIMIT {int(limit)}"
+    return _dict_rows(db, sql, tuple(params))
+
+
+def _dict_rows(db: JobDB, sql: str, params: tuple) -> list[dict[str, Any]]:
+    with db.lock:
+        cursor = db.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        found = [dict(zip(names, r)) for r in cursor.fetchall()]
+    for values in found:
+        values["options"] = json.loads(values["options"])
+    return found
+
+
+def requeue_failed(db: JobDB, seqs: list[int] | None = None) -> list[int]:
+    """Put failed rows (``seqs``, or all of them) back to ``queued``; return those moved.
+
+    The attempt count is kept (it tells how often the job ran); the last error is kept
+    until the job runs again. The caller sends the Huey messages.
+    """
+    with db.transaction() as c:
+        if seqs is None:
+            found = [s for (s,) in c.execute("SELECT seq FROM jobs WHERE state = 'failed' ORDER BY seq")]
+        else:
+            marks = ", ".join("?" for _ in seqs)
+            found = [s for (s,) in c.execute(f"SELECT seq FROM jobs WHERE state = 'failed' AND seq IN ({marks})", seqs)]
+        c.executemany("UPDATE jobs SET state = 'queued', updated_at = ? WHERE seq = ?", [(time.time(), s) for s in found])
+    return found
+
+
+def purge_done(db: JobDB, older_than: float) -> list[int]:
+    """Delete ``done`` rows last updated more than ``older_than`` seconds ago; return them.
+
+    Kept anyway: objects the tracker has not placed yet and association markers it has
+    not read (both decide how later studies end), and rows an unfinished command still
+    waits on (``after_seq``).
+    """
+    cutoff = time.time() - older_than
+    with db.transaction() as c:
+        found = [
+            s
+            for (s,) in c.execute(
+                "SELECT seq FROM jobs WHERE state = 'done' AND updated_at < ?"
+                " AND (tracked = 1 OR kind IN ('eos', 'exec'))"
+                " AND seq NOT IN (SELECT after_seq FROM jobs WHERE after_seq IS NOT NULL"
+                " AND state NOT IN ('done', 'failed'))",
+                (cutoff,),
+            )
+        ]
+        c.executemany("DELETE FROM jobs WHERE seq = ?", [(s,) for s in found])
+    return found
+
+
+def spool_states(db: JobDB) -> dict[str, str]:
+    """Spool file name -> state of the object it belongs to (for the spool sweep)."""
+    return dict(db.execute("SELECT spool, state FROM jobs WHERE kind = 'store' AND spool IS NOT NULL"))
+
+
+def overdue_scheduled(db: JobDB, older_than: float) -> list[int]:
+    """``scheduled`` rows whose retry is ``older_than`` seconds late.
+
+    Huey's scheduler deletes due retries before enqueueing them, so a consumer killed in
+    between loses them; the row stays ``scheduled``. ``older_than`` should exceed the
+    longest retry delay so that a retry still on its way is not doubled (a doubled one
+    would be harmless anyway: the claim lets only one run).
+    """
+    cutoff = time.time() - older_than
+    return [s for (s,) in db.execute("SELECT seq FROM jobs WHERE state = 'scheduled' AND updated_at < ? ORDER BY seq", (cutoff,))]

@@ -30,7 +30,7 @@ from huey import Huey, crontab
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet
 from spoolscp.settings import Settings
-from workers import dispatch, eos, execs, tracker
+from workers import dispatch, eos, execs, recovery, tracker
 from workers.encoder import CannotWrite
 from workers.output import write_job_output
 
@@ -105,11 +105,12 @@ RUNNERS = {"store": run_store, "eos": run_eos, "exec": run_exec}
 def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> None:
     """Claim row ``seq``, run its step, record the outcome, release what may follow."""
     db = job_db(settings)
+    enqueue = handoff.enqueue
     tracker.track(db)
     job = jobs.claim(db, seq, settings.lease_seconds)
-    if job is None:
+    if job is None:  # a marker row (end of association, ignored object) may still end a study
+        release_followups(db, enqueue)
         return
-    enqueue = handoff.enqueue
     timeout = job.options.get("eostudy_timeout") if job.kind == "store" else None
     if timeout is not None:
         handoff.check_studies_in(timeout + 0.05)
@@ -117,6 +118,10 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
         release_followups(db, enqueue)  # an asynchronous command lets the next one start
     try:
         note = RUNNERS[job.kind](settings, db, job)
+    except KeyboardInterrupt:  # a graceful shutdown ran out of time: hand the job back
+        jobs.release(db, seq)
+        enqueue(seq)
+        raise
     except PERMANENT as exc:
         log.error("job %d (%s) failed: %s: %s", seq, job.kind, type(exc).__name__, exc)
         jobs.mark_error(db, seq, f"{type(exc).__name__}: {exc}", final=True)
@@ -132,18 +137,19 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
     release_followups(db, enqueue)
 
 
-def run_reconcile(settings: Settings, enqueue: Callable[[int], None]) -> int:
-    """Re-enqueue every job that has no live worker and no pending message; return the count."""
+def run_reconcile(settings: Settings, enqueue: Callable[[int], None]) -> recovery.Recovered:
+    """Re-enqueue every job that has no live worker and no pending message, sweep the spool."""
     db = job_db(settings)
     tracker.track(db)
     tracker.close_idle_studies(db, time.time())
-    seqs = jobs.recoverable(db, stale_after=settings.lease_seconds / 10)
+    seqs = recovery.lost_messages(db, settings)
     for seq in seqs:
         enqueue(seq)
     if seqs:
         log.warning("re-queued %d job(s) whose work was lost", len(seqs))
     release_followups(db, enqueue)
-    return len(seqs)
+    removed = recovery.sweep_spool(settings.spool_dir, db, orphan_age=settings.lease_seconds)
+    return recovery.Recovered(seqs, removed)
 
 
 def register(huey: Huey, settings: Settings) -> Tasks:
