@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from pynetdicom import evt
 from pynetdicom.association import Association
+from pynetdicom.primitives import A_RELEASE
 
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
@@ -48,6 +49,7 @@ class Peer:
     host: str
     ip: str
     stored: bool = False
+    ended: bool = False
 
 
 def peer_host(ip: str, lookup: bool) -> str:
@@ -119,7 +121,7 @@ class StoreHandler:
         sop_class, sop_instance = str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID)
         log.info("Received Store Request (MsgID %s, %s)", req.MessageID, log_code_for(sop_class))
         if self.output.get("ignore"):
-            return SUCCESS
+            return self.ignored(event.assoc)
         received = Path(event.dataset_path)
         try:
             info = scan_spool(received)
@@ -168,17 +170,42 @@ class StoreHandler:
         self.wake(seq)
         return status
 
+    def ignored(self, assoc: Association) -> int:
+        """``--ignore``: nothing is kept, but ``-xcr`` still runs, in reception order (spec §2.8)."""
+        if self.output.get("exec_on_reception"):
+            peer = self.peer(assoc)
+            fields = {"received_at": time.time(), "assoc": peer.assoc, "calling_ae": peer.calling_ae,
+                      "called_ae": peer.called_ae, "peer_host": peer.host, "peer_ip": peer.ip,
+                      "options": self.output}
+            try:
+                self.wake(jobs.record_ignored(self.jobs_db, fields))
+            except Exception as exc:  # noqa: BLE001 - the object is discarded either way
+                log.error("cannot record the reception command of an ignored object: %s", exc)
+        return SUCCESS
+
     def wake(self, seq: int) -> None:
         try:
             self.enqueue(seq)
         except Exception as exc:  # noqa: BLE001 - the job row is the truth; the reconciler re-queues
             log.warning("could not enqueue job %d (the workers' reconciler will pick it up): %s", seq, exc)
 
+    def release_requested(self, event: evt.Event) -> None:
+        """An A-RELEASE-RQ arrived: record the end now, before the response lets the peer go.
+
+        pynetdicom fires ``EVT_RELEASED`` only after sending A-RELEASE-RP, by which time
+        the sender may already be on its next association; its objects must come later
+        in reception order than this end, as they do in DCMTK's single loop.
+        """
+        primitive = event.primitive  # type: ignore[attr-defined]
+        if isinstance(primitive, A_RELEASE) and primitive.result is None:
+            self.association_ended(event)
+
     def association_ended(self, event: evt.Event) -> None:
         """Tell the tracker, in reception order, that this sender is gone (spec §7)."""
         with self._peers_lock:
             peer = self._peers.get(event.assoc)
-        if peer is not None and peer.stored:
+        if peer is not None and peer.stored and not peer.ended:
+            peer.ended = True
             try:
                 self.wake(jobs.record_assoc_end(self.jobs_db, peer.assoc))
             except Exception as exc:  # noqa: BLE001 - only end-of-study timing depends on it
@@ -225,6 +252,7 @@ def event_handlers(store: StoreHandler) -> list[tuple]:
         (evt.EVT_C_STORE, store),
         (evt.EVT_RELEASED, handle_released),
         (evt.EVT_ABORTED, handle_aborted),
+        (evt.EVT_ACSE_RECV, store.release_requested),
         (evt.EVT_RELEASED, store.association_ended),
         (evt.EVT_ABORTED, store.association_ended),
     ]

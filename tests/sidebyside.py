@@ -471,7 +471,8 @@ def wait_output_complete(server: ServerProcess, timeout: float = 300.0) -> dict[
     while True:
         stats = spoolscp_queue_stats(server.config)
         busy = stats["pending"] + stats["scheduled"] + stats["running"]
-        if busy == 0 and stats["done"] + stats["failed"] == stats["received"]:
+        # done/failed also count ends of study and commands, hence >= received
+        if busy == 0 and stats["done"] + stats["failed"] >= stats["received"]:
             return stats
         if server.died() is not None or time.monotonic() > deadline:
             raise TimeoutError(f"{server.name} output incomplete (exit {server.died()}): {stats}")
@@ -556,11 +557,13 @@ def parse_storescu_log(log: str, paths: Sequence[str]) -> list[str]:
 
 
 def send_pynetdicom(port: int, files: Sequence[InputFile], log: Path,
-                    ae_title: str = "PYNETDICOM") -> list[str]:
+                    ae_title: str = "PYNETDICOM",
+                    after_each: Callable[[int], None] | None = None) -> list[str]:
     """One pynetdicom association proposing each file's own (class, TS); files sent by path.
 
     Sending by path makes pynetdicom send the file's data set bytes as stored, without a
-    decode/encode round trip, so both servers get exactly the same bytes.
+    decode/encode round trip, so both servers get exactly the same bytes. ``after_each(i)``
+    runs after the i-th file, inside the association (e.g. to stay idle past ``-tos``).
     """
     from pynetdicom import AE
 
@@ -577,7 +580,12 @@ def send_pynetdicom(port: int, files: Sequence[InputFile], log: Path,
         _log(log, f"association {status} for {[f.path.name for f in files]}")
         return [status] * len(files)
     try:
-        return [_pynetdicom_store(assoc, f, log) for f in files]
+        statuses = []
+        for i, f in enumerate(files):
+            statuses.append(_pynetdicom_store(assoc, f, log))
+            if after_each is not None:
+                after_each(i)
+        return statuses
     finally:
         if assoc.is_established:
             assoc.release()
@@ -744,6 +752,7 @@ class NamingScheme:
     ext: str = ""
     sort: Literal["ss", "su", "sp"] | None = None
     sort_prefix: str = ""
+    renamed: bool = False  # -rns: ended studies hold <XY><NNNNNN> names (spec §9)
 
     @classmethod
     def from_options(cls, options: Sequence[str]) -> NamingScheme:
@@ -763,10 +772,13 @@ class NamingScheme:
                 prefix = options[i + 1] if sort != "sp" else ""
         if "-tn" in options or "--timenames" in options:
             mode = "time"  # not in the +uf/-uf group; storescp refuses -tn with +uf (§1.4)
-        return cls(mode, ext, sort, prefix)
+        renamed = "-rns" in options or "--rename-on-eostudy" in options
+        return cls(mode, ext, sort, prefix, renamed)
 
     def parse_file(self, name: str) -> dict[str, str] | None:
         """Split a file name into code / uid / stamp parts; None if it does not fit."""
+        if self.renamed and (done := re.fullmatch(r"(?P<code>[A-Za-z0-9]{2})(?P<renamed>\d{6})", name)):
+            return done.groupdict()  # no extension: -rns does not re-apply -fe
         if not name.endswith(self.ext):
             return None
         stem = name[:len(name) - len(self.ext)] if self.ext else name
@@ -784,6 +796,8 @@ class NamingScheme:
 
     def file_shape(self, parts: dict[str, str], code: str, uid: str | None = None) -> str:
         """The file name with run-dependent parts replaced (code and uid may be translated)."""
+        if "renamed" in parts:
+            return f"{code[:2]}{parts['renamed']}"
         if self.mode == "default":
             return f"{code}.{parts['uid'] if uid is None else uid}{self.ext}"
         if self.mode == "unique":
@@ -922,7 +936,7 @@ def _attributed(inp: InputFile, files: list[OutputFile], scheme: NamingScheme) -
     for f in files:
         parts = scheme.parse_file(f.relpath.rpartition("/")[2]) if scheme.mode == "default" \
             else None
-        if f.identity in inp.uids or (parts is not None and parts["uid"] in name_uids):
+        if f.identity in inp.uids or (parts is not None and parts.get("uid") in name_uids):
             found.append(f.relpath)
     return found
 
@@ -967,7 +981,7 @@ def shape_files(files: list[OutputFile], side: Side, cmp: Comparison) -> list[Sh
             continue
         codes = versions.candidate_codes(parts["code"], f.sop_class)
         uids = (versions.candidate_uid_tokens(parts["uid"], request_uids)
-                if scheme.mode == "default" else {None})
+                if "uid" in parts and scheme.mode == "default" else {None})
         shaped.append(ShapedFile(f, {prefix + scheme.file_shape(parts, c, u)
                                      for c in codes for u in uids}))
     return shaped
@@ -1137,17 +1151,23 @@ def run_side_by_side(options: Sequence[str], plan: Sequence[Sequence[InputFile]]
     results: dict[str, SideRun] = {}
     with scp_server("dcmtk", options, workdir / "reference", "reference") as ref, \
             scp_server(candidate, options, workdir / "candidate", "candidate") as cand:
-        threads = [threading.Thread(target=_run_side, args=(s, sender, plan, results))
-                   for s in (ref, cand)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for server in (ref, cand):
-            _finish_side(results[server.name], completion_timeout)
+        _feed_in_parallel(lambda s: _run_side(s, sender, plan, results), (ref, cand), results,
+                          completion_timeout)
     return Comparison(list(options), sender, plan, results["reference"], results["candidate"],
                       VersionDifferences.load(ref.version, cand.version),
                       NamingScheme.from_options(options))
+
+
+def _feed_in_parallel(feed: Callable[[ServerProcess], None], servers: Sequence[ServerProcess],
+                      results: dict[str, SideRun], completion_timeout: float) -> None:
+    """Run ``feed`` for every server in its own thread, then wait for their output."""
+    threads = [threading.Thread(target=feed, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for server in servers:
+        _finish_side(results[server.name], completion_timeout)
 
 
 def _finish_side(run: SideRun, timeout: float) -> None:
@@ -1160,3 +1180,178 @@ def _finish_side(run: SideRun, timeout: float) -> None:
         run.queue_stats = wait_output_complete(server, timeout)
     except (TimeoutError, RuntimeError) as exc:
         run.problems.append(str(exc))
+
+
+# --------------------------------------------------------------------------------------------
+# Study scenarios: sort folders, ends of study, renames and commands (spec §6-§9)
+# --------------------------------------------------------------------------------------------
+
+EXEC_LOG = "exec.log"  # relative: commands run in the server's (and its workers') cwd
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A small synthetic study: ``count`` images alternating ``classes``, one patient name."""
+
+    uid: str
+    patient: str
+    charset: str | None = "ISO_IR 100"
+    count: int = 2
+    classes: tuple[str, ...] = (CT_IMAGE, MR_IMAGE)
+
+
+def synthetic_study(folder: Path, spec: StudySpec) -> list[InputFile]:
+    """Write ``spec`` as Part-10 files (explicit VR little endian, 4x4 pixels) with pydicom.
+
+    The patient name is encoded with the study's character set, so ``-sp`` sees the raw
+    Latin-1 or UTF-8 bytes DCMTK transliterates (spec §6).
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(spec.count):
+        sop_class = spec.classes[i % len(spec.classes)]
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = f"{spec.uid}.{i + 1}"
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        if spec.charset:
+            ds.SpecificCharacterSet = spec.charset
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, f"{spec.uid}.{i + 1}"
+        ds.PatientName, ds.PatientID = spec.patient, "P-" + spec.uid[-4:]
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = spec.uid, f"{spec.uid}.0"
+        ds.Modality = "CT" if sop_class == CT_IMAGE else "MR"
+        ds.Rows = ds.Columns = 4
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.PixelData = bytes(range(32))
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return part10_inputs(paths)
+
+
+def exec_log_lines(server: ServerProcess, name: str = EXEC_LOG) -> list[str]:
+    """The lines the ``-xcr``/``-xcs`` commands appended to ``name`` in the server's cwd."""
+    path = server.workdir / name
+    return path.read_text("utf-8", "replace").splitlines() if path.exists() else []
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; a TimeoutError names ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def wait_exec_lines(server: ServerProcess, count: int, timeout: float = 30.0) -> None:
+    wait_for(lambda: len(exec_log_lines(server)) >= count,
+             f"{count} command line(s) in {server.name}'s {EXEC_LOG}", timeout)
+
+
+@dataclass(frozen=True)
+class ScenarioAssociation:
+    """One association of a study scenario, sent with pynetdicom as ``ae_title``.
+
+    ``idle_after`` maps a file index to a number of command lines: after that file the
+    association stays open, idle, until the exec log holds that many lines (an end of
+    study by ``-tos`` inside the association). ``then_wait`` does the same after release.
+    """
+
+    files: list[InputFile]
+    ae_title: str = "STORESCU"
+    idle_after: dict[int, int] = field(default_factory=dict)
+    then_wait: int | None = None
+
+
+@dataclass
+class StudyComparison:
+    """Output trees compared file by file, plus both command logs with folder names shaped."""
+
+    files: Comparison
+    reference_execs: list[str]
+    candidate_execs: list[str]
+    ordered: bool  # compare command order (``-xs``) or only the lines (asynchronous commands)
+
+    @property
+    def exec_problems(self) -> list[str]:
+        ref, cand = self.reference_execs, self.candidate_execs
+        if self.ordered and ref != cand:
+            return ["command lines differ (order compared: -xs)"]
+        if not self.ordered and sorted(ref) != sorted(cand):
+            return ["command lines differ (asynchronous commands: compared in any order)"]
+        return []
+
+    @property
+    def ok(self) -> bool:
+        return self.files.ok and not self.exec_problems
+
+    def report(self) -> str:
+        lines = [self.files.report(), *self.exec_problems]
+        if self.exec_problems:
+            lines += ["reference commands:", *self.reference_execs,
+                      "candidate commands:", *self.candidate_execs]
+        return "\n".join(lines)
+
+
+def shape_exec_lines(lines: list[str], outdir: Path, scheme: NamingScheme) -> list[str]:
+    """Replace every study folder name in the command lines by its shape (timestamps)."""
+    dirs = {p.name for p in outdir.iterdir() if p.is_dir()}
+    shapes = scheme.dir_shapes(dirs)
+    shaped = []
+    for line in lines:
+        for name in sorted(dirs, key=len, reverse=True):
+            line = line.replace(f"/{name}", f"/{shapes[name]}")
+        shaped.append(line)
+    return shaped
+
+
+def _run_scenario_side(server: ServerProcess, plan: Sequence[ScenarioAssociation],
+                       results: dict[str, SideRun]) -> None:
+    log = server.workdir / "sender-pynetdicom.log"
+    statuses, problems = [], []
+    try:
+        for assoc in plan:
+            def idle(i: int, assoc: ScenarioAssociation = assoc) -> None:
+                if i in assoc.idle_after:
+                    wait_exec_lines(server, assoc.idle_after[i])
+            statuses.append(send_pynetdicom(server.port, assoc.files, log, assoc.ae_title, idle))
+            if assoc.then_wait is not None:
+                wait_exec_lines(server, assoc.then_wait)
+    except Exception as exc:  # noqa: BLE001 - reported, never hidden
+        problems.append(f"scenario stopped: {exc!r}")
+        statuses += [[NOT_SENT] * len(a.files) for a in plan[len(statuses):]]
+    results[server.name] = SideRun(server, statuses, log, problems=problems)
+
+
+def run_study_scenario(options: Sequence[str], plan: Sequence[ScenarioAssociation],
+                       workdir: Path, completion_timeout: float = 120.0) -> StudyComparison:
+    """Run DCMTK storescp and spoolscp with ``options`` on the same scenario, in parallel.
+
+    Afterwards spoolscp's queue must be idle (every object, rename and command done), and
+    DCMTK's asynchronous commands get up to 5 s to log as many lines as spoolscp's did.
+    """
+    results: dict[str, SideRun] = {}
+    with scp_server("dcmtk", options, workdir / "reference", "reference") as ref, \
+            scp_server("spoolscp", options, workdir / "candidate", "candidate") as cand:
+        _feed_in_parallel(lambda s: _run_scenario_side(s, plan, results), (ref, cand), results,
+                          completion_timeout)
+        with contextlib.suppress(TimeoutError):
+            wait_exec_lines(ref, len(exec_log_lines(cand)), timeout=5)
+    scheme = NamingScheme.from_options(options)
+    files = Comparison(list(options), "pynetdicom", [a.files for a in plan], results["reference"],
+                       results["candidate"], VersionDifferences.load(ref.version, cand.version),
+                       scheme)
+    return StudyComparison(
+        files,
+        shape_exec_lines(exec_log_lines(ref), ref.outdir, scheme),
+        shape_exec_lines(exec_log_lines(cand), cand.outdir, scheme),
+        ordered="-xs" in options or "--exec-sync" in options,
+    )

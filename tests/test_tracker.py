@@ -183,3 +183,37 @@ def test_dispatch_releases_commands_in_order_and_waits_for_objects(db, tmp_path)
     jobs.mark_done(db, eos)
     (xcs,) = dispatch.dispatch(db)
     assert jobs.get_job(db, xcs).command.startswith("eos out/")
+
+
+def test_ignored_objects_get_their_reception_command_with_p_and_f_literal(db, tmp_path):
+    """--ignore: no folder, no study change, but -xcr runs with #p #f left as they are (§2.8)."""
+    opts = options(tmp_path, sort="conc", ignore=True, exec_on_reception="rec #p #f #a")
+    jobs.record_ignored(db, {"received_at": T0, "assoc": "a1", "calling_ae": "SCU", "called_ae": "SCP",
+                             "peer_host": "localhost", "peer_ip": "127.0.0.1", "options": opts})
+    tracker.track(db)
+    (rec,) = rows(db, "exec")
+    assert rec.command == 'rec #p #f "SCU"'
+    assert db.execute("SELECT count(*) FROM studies")[0][0] == 0
+    assert dispatch.dispatch(db) == [rec.seq]
+
+
+def test_a_timeout_found_late_uses_the_association_before_the_new_object(db, tmp_path):
+    """DCMTK's timer fires before the next association arrives: #a is the earlier sender's."""
+    opts = options(tmp_path, sort="conc", eostudy_timeout=2, exec_on_eostudy="eos #a")
+    receive(db, opts, "s1", 1, "a1", at=0, ae="FIRST")
+    receive(db, opts, "s2", 2, "a2", at=5, ae="SECOND")
+    tracker.track(db)
+    (eos,) = rows(db, "exec")
+    assert eos.command == 'eos "FIRST"'
+
+
+def test_the_timer_places_a_late_object_before_judging_its_study_idle(db, tmp_path):
+    """An object received within -tos but not yet tracked keeps its study open."""
+    opts = options(tmp_path, sort="conc", eostudy_timeout=2, exec_on_eostudy="eos #p")
+    receive(db, opts, "s1", 1, at=0)
+    tracker.track(db)
+    receive(db, opts, "s1", 2, at=1.5)  # untracked when the timer fires at 2.5
+    tracker.close_idle_studies(db, now=T0 + 2.5)
+    assert rows(db, "exec") == []
+    tracker.close_idle_studies(db, now=T0 + 3.6)
+    assert len(rows(db, "exec")) == 1

@@ -54,13 +54,15 @@ _WRAPPER = 'sh -c "$1"; s=$?; echo $s > "$2.tmp" && mv "$2.tmp" "$2"; exit $s'
 
 
 def _alive(pid: int) -> bool:
+    """Is ``pid`` still our command's shell? A zombie or a reused pid is not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            ours = b"spoolscp-exec" in f.read()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return ours and state != b"Z"
 
 
 def _read_status(path: Path) -> int | None:
@@ -86,6 +88,10 @@ def run_once(command: str, status_file: Path, earlier_child: int | None, started
     status_file.parent.mkdir(parents=True, exist_ok=True)
     status_file.unlink(missing_ok=True)
     log.debug("executing command: %s", command)
-    child = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "spoolscp-exec", command, str(status_file)])
+    # its own session: a worker killed (even its whole process group) leaves the command
+    # running, and the next attempt waits for it instead of starting it a second time
+    child = subprocess.Popen(
+        ["/bin/sh", "-c", _WRAPPER, "spoolscp-exec", command, str(status_file)], start_new_session=True
+    )
     started(child.pid)
     return child.wait()

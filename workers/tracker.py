@@ -26,6 +26,7 @@ seconds without an object (Orthanc's "stable study").
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -130,11 +131,21 @@ class Tracker:
              "after_seq": after_seq, "study_id": study_id, "sync": int(bool(trigger.options.get("exec_sync")))},
         )
 
-    def close_expired(self, now: float, timeout: float | None, trigger: jobs.Job) -> None:
-        if timeout is None:
-            return
-        for study in [s for s in self.open.values() if now - s.last_at >= timeout]:
-            self.close(study, "timeout", trigger)
+    def close_expired(self, job: jobs.Job) -> None:
+        """``-tos`` passed before ``job`` arrived: end those studies as the timer would have."""
+        timeout = job.options.get("eostudy_timeout")
+        expired = [s for s in self.open.values() if timeout is not None and job.received_at - s.last_at >= timeout]
+        trigger = _latest_store(self.c, job.seq) if expired else None
+        for study in expired:
+            self.close(study, "timeout", trigger or job)
+
+    def add_reception_exec(self, job: jobs.Job, p: str | None, f: str | None) -> None:
+        """``-xcr`` for ``job``; it runs once the object is written (dispatch)."""
+        command = execs.expand(
+            job.options["exec_on_reception"], p=p, f=f,
+            a=job.calling_ae or "", c=job.called_ae or "", r=job.peer_host or "",
+        )
+        self.add_exec(command, job, after_seq=job.seq, study_id=None)
 
     # -- one object ---------------------------------------------------------------
 
@@ -143,17 +154,12 @@ class Tracker:
         opts = job.options
         study: Study | None = None
         if opts.get("sort"):
-            self.close_expired(job.received_at, opts.get("eostudy_timeout"), job)
+            self.close_expired(job)
             study = self.open.get(job.study_uid) or self.open_study(job)
         name = self.file_name(job)
         subdir = study.dir if study else ""
         if opts.get("exec_on_reception"):
-            shown = opts["output_dir_display"] + (f"/{subdir}" if subdir else "")
-            command = execs.expand(
-                opts["exec_on_reception"], p=shown, f=name,
-                a=job.calling_ae or "", c=job.called_ae or "", r=job.peer_host or "",
-            )
-            self.add_exec(command, job, after_seq=job.seq, study_id=None)
+            self.add_reception_exec(job, opts["output_dir_display"] + (f"/{subdir}" if subdir else ""), name)
         if study:
             for other in [s for s in self.open.values() if s is not study]:
                 if other.last_assoc == job.assoc or self.ended(other.last_assoc):
@@ -165,20 +171,50 @@ class Tracker:
             )
         return {"study_id": study.id if study else None, "out_subdir": subdir, "out_name": name}
 
+    def track_ignored(self, job: jobs.Job) -> dict[str, Any]:
+        """``--ignore``: no folder, no name, no study change; ``-xcr`` keeps ``#p #f`` literal."""
+        if job.options.get("exec_on_reception"):
+            self.add_reception_exec(job, None, None)
+        return {}
+
     def save(self) -> None:
         self.c.execute("UPDATE tracker SET tn_last = ?, tn_counter = ?", (self.tn_last, self.tn_counter))
 
 
 def _untracked(c: sqlite3.Connection) -> list[jobs.Job]:
     rows = c.execute(
-        f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE tracked = 0 AND kind IN ('store', 'assoc_end') ORDER BY seq"
+        f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE tracked = 0 AND kind IN ('store', 'assoc_end', 'ignored')"
+        " ORDER BY seq"
     ).fetchall()
     return [jobs.job_from_row(row) for row in rows]
 
 
 def _record(c: sqlite3.Connection, seq: int, values: dict[str, Any]) -> None:
-    sets = ", ".join(f"{k} = ?" for k in values)
-    c.execute(f"UPDATE jobs SET tracked = 1, {sets} WHERE seq = ?", (*values.values(), seq))
+    sets = "".join(f", {k} = ?" for k in values)
+    c.execute(f"UPDATE jobs SET tracked = 1{sets} WHERE seq = ?", (*values.values(), seq))
+
+
+def _track_in(c: sqlite3.Connection) -> int:
+    """Place every untracked row inside the caller's transaction; returns how many."""
+    todo = _untracked(c)
+    if not todo:
+        return 0
+    tracker = Tracker(c)
+    for job in todo:
+        if job.kind == "assoc_end":
+            c.execute("INSERT OR REPLACE INTO assocs (id, ended) VALUES (?, 1)", (job.assoc,))
+            _record(c, job.seq, {"state": "done"})
+            continue
+        if job.kind == "ignored":
+            _record(c, job.seq, tracker.track_ignored(job))
+            continue
+        try:
+            _record(c, job.seq, tracker.track_store(job))
+        except (UnsafeStudyDir, OSError) as exc:
+            log.error("could not create subdirectory for study: %s", exc)
+            _record(c, job.seq, {"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
+    tracker.save()
+    return len(todo)
 
 
 def track(db: jobs.JobDB) -> int:
@@ -188,41 +224,35 @@ def track(db: jobs.JobDB) -> int:
     created) fails at once with its reason; the objects after it go on.
     """
     with db.transaction() as c:
-        todo = _untracked(c)
-        if not todo:
-            return 0
-        tracker = Tracker(c)
-        for job in todo:
-            if job.kind == "assoc_end":
-                c.execute("INSERT OR REPLACE INTO assocs (id, ended) VALUES (?, 1)", (job.assoc,))
-                _record(c, job.seq, {"state": "done"})
-                continue
-            try:
-                _record(c, job.seq, tracker.track_store(job))
-            except (UnsafeStudyDir, OSError) as exc:
-                log.error("could not create subdirectory for study: %s", exc)
-                _record(c, job.seq, {"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        tracker.save()
-    return len(todo)
+        return _track_in(c)
+
+
+def _latest_store(c: sqlite3.Connection, before_seq: int | None = None) -> jobs.Job | None:
+    """The most recent tracked object (before ``before_seq``): its association fills ``#a #c #r``."""
+    row = c.execute(
+        f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE kind = 'store' AND tracked = 1 AND seq < ?"
+        " ORDER BY seq DESC LIMIT 1",
+        (before_seq if before_seq is not None else 1 << 62,),
+    ).fetchone()
+    return jobs.job_from_row(row) if row else None
 
 
 def close_idle_studies(db: jobs.JobDB, now: float) -> None:
-    """End open studies whose ``-tos`` has passed with no object (runs on a timer)."""
-    track(db)
+    """End open studies whose ``-tos`` has passed with no object (runs on a timer).
+
+    Tracking and closing share one transaction, so an object that arrived just before
+    the timer fired is placed first and keeps its study open.
+    """
     with db.transaction() as c:
+        _track_in(c)
         tracker = Tracker(c)
+        latest = _latest_store(c)
         for study in list(tracker.open.values()):
             last = c.execute(
-                f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE kind = 'store' AND study_id = ? ORDER BY seq DESC LIMIT 1",
+                "SELECT options FROM jobs WHERE kind = 'store' AND study_id = ? ORDER BY seq DESC LIMIT 1",
                 (study.id,),
             ).fetchone()
-            if last is None:
-                continue
-            job = jobs.job_from_row(last)
-            timeout = job.options.get("eostudy_timeout")
-            if timeout is not None and now - study.last_at >= timeout:
-                latest = c.execute(
-                    f"SELECT {jobs.JOB_COLUMNS} FROM jobs WHERE kind = 'store' ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
+            timeout = json.loads(last[0]).get("eostudy_timeout") if last else None
+            if latest is not None and timeout is not None and now - study.last_at >= timeout:
                 # placeholders use the most recent association, as DCMTK does
-                tracker.close(study, "timeout", jobs.job_from_row(latest))
+                tracker.close(study, "timeout", latest)
