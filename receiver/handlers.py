@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.primitives import A_RELEASE
+from pynetdicom.pdu_primitives import A_RELEASE
 
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
