@@ -1,0 +1,110 @@
+"""Studies side by side with DCMTK storescp: sort folders, ends of study, -rns, -xcr/-xcs.
+
+Same synthetic studies, sent in the same order over several associations to both servers
+(``sidebyside.run_study_scenario``): folder and file names must agree (timestamps by
+pattern), the files must be identical, and the command lines must be the same, in the
+same order under ``-xs`` (asynchronous commands may append in any order on either side,
+so without ``-xs`` the lines are compared in any order).
+
+The commands list the study folder (``ls #p``) when a study ends, which shows that the
+event ran after the study's last object was written and after its rename.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidebyside import (
+    ScenarioAssociation,
+    StudySpec,
+    exec_log_lines,
+    run_study_scenario,
+    synthetic_study,
+)
+
+REC = 'echo "REC #p #f #a #c #r" >> exec.log'
+EOS = 'echo "EOS #p #f #a #c #r: $(ls #p | tr "\\n" " ")" >> exec.log'
+UID = "1.2.826.0.1.3680043.9.7001."
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory) -> dict[str, list]:
+    """Three studies: a Latin-1 name, a UTF-8 name (-sp warns, bytes mapped), an empty name."""
+    folder = tmp_path_factory.mktemp("studies")
+    specs = {
+        "s1": StudySpec(UID + "1", "Müller^Jörg Ça=ß", "ISO_IR 100", count=3),
+        "s2": StudySpec(UID + "2", "Ærøskøbing^Zoë", "ISO_IR 192", count=2),
+        "s3": StudySpec(UID + "3", "", None, count=2),
+    }
+    return {key: synthetic_study(folder / key, spec) for key, spec in specs.items()}
+
+
+def interleaved(st: dict[str, list], returning: bool) -> list[ScenarioAssociation]:
+    """Spec §7's pattern 1, 1, 2 | 2, 3, (1): studies change inside and across associations."""
+    second = [st["s2"][1], st["s3"][0], st["s3"][1]] + ([st["s1"][2]] if returning else [])
+    return [ScenarioAssociation([st["s1"][0], st["s1"][1], st["s2"][0]]),
+            ScenarioAssociation(second, ae_title="OTHER-SCU")]
+
+
+SORTS = {"-ss PRE": ["-ss", "PRE"], "-ss ''": ["-ss", ""], "-su PRE": ["-su", "PRE"],
+         "-su ''": ["-su", ""], "-sp": ["-sp"]}
+VARIANTS = {
+    # name: (options, ends of study expected in the log, reception commands expected)
+    "xcr": (["-xcr", REC], 0, True),
+    "rns-xcr-xcs-xs": (["-rns", "-xcr", REC, "-xcs", EOS, "-xs"], 3, True),
+    "xcs": (["-xcs", EOS], 3, False),
+}
+CASES = [("-ss PRE", "xcr"), ("-ss PRE", "rns-xcr-xcs-xs"), ("-ss ''", "xcs"),
+         ("-su PRE", "xcr"), ("-su ''", "rns-xcr-xcs-xs"), ("-su PRE", "xcs"),
+         ("-sp", "xcr"), ("-sp", "rns-xcr-xcs-xs"), ("-sp", "xcs")]
+
+
+@pytest.mark.parametrize(("sort", "variant"), CASES, ids=[f"{s} {v}" for s, v in CASES])
+def test_interleaved_studies_match_dcmtk(sort, variant, studies, tmp_path):
+    extra, ends, rec = VARIANTS[variant]
+    options = [*SORTS[sort], *extra]
+    # -su -rns: DCMTK replaces the renamed files of a returning study (spec §9); not compared
+    returning = not (sort.startswith("-su") and "-rns" in extra)
+    plan = interleaved(studies, returning)
+    cmp = run_study_scenario(options, plan, tmp_path)
+    assert cmp.ok, cmp.report()
+    sent = sum(len(a.files) for a in plan)
+    expected_lines = (sent if rec else 0) + (ends if returning else ends - 1)
+    assert len(cmp.reference_execs) == expected_lines, cmp.report()
+    assert len(cmp.files.pairs) == sent, cmp.report()
+
+
+def test_eostudy_timeout_inside_and_between_associations_matches_dcmtk(studies, tmp_path):
+    """Spec §7 B: idle inside an association past -tos ends the study, the same study UID
+    then opens a new folder; after the release the idle time between associations ends it."""
+    st = studies
+    plan = [ScenarioAssociation([st["s1"][0], st["s1"][1], st["s1"][2]], idle_after={1: 1}, then_wait=2),
+            ScenarioAssociation([st["s2"][0], st["s2"][1]], then_wait=3)]
+    cmp = run_study_scenario(["-ss", "PRE", "-tos", "1", "-rns", "-xcs", EOS, "-xs"], plan, tmp_path)
+    assert cmp.ok, cmp.report()
+    assert len(cmp.reference_execs) == 3, cmp.report()
+    assert len({p.reference.relpath.split("/")[0] for p in cmp.files.pairs}) == 3, cmp.report()
+
+
+def test_eostudy_timeout_with_su_reuses_the_folder_like_dcmtk(studies, tmp_path):
+    st = studies
+    plan = [ScenarioAssociation([st["s1"][0], st["s1"][1], st["s1"][2]], idle_after={0: 2}, then_wait=5)]
+    cmp = run_study_scenario(["-su", "", "-tos", "1", "-xcr", REC, "-xcs", EOS, "-xs"], plan, tmp_path)
+    assert cmp.ok, cmp.report()
+    assert [line.split()[0] for line in cmp.reference_execs] == ["REC", "EOS", "REC", "REC", "EOS"]
+
+
+def test_su_rns_returning_study_keeps_every_file_where_dcmtk_replaces(studies, tmp_path):
+    """Documented difference (README): DCMTK's rename replaces CT000001 of the study's first
+    end; spoolscp numbers on past the names in use, so no object is lost."""
+    st = studies
+    plan = [ScenarioAssociation([st["s1"][0], st["s1"][1], st["s2"][0], st["s1"][2], st["s2"][1]])]
+    cmp = run_study_scenario(["-su", "", "-rns", "-xcs", EOS, "-xs"], plan, tmp_path)
+    ref = sorted(p.reference.relpath for p in cmp.files.pairs if p.reference)
+    cand = sorted(p.candidate.relpath for p in cmp.files.pairs if p.candidate)
+    s1 = UID + "1"
+    assert [r for r in ref if r.startswith(s1)] == [f"{s1}/CT000001", f"{s1}/MR000002"]  # one lost
+    assert [c for c in cand if c.startswith(s1)] == [f"{s1}/CT000001", f"{s1}/CT000003", f"{s1}/MR000002"]
+    assert len(exec_log_lines(cmp.files.candidate.server)) == 3
