@@ -1,0 +1,255 @@
+"""Re-encoding a parsed data set the way dcmdata's ``DcmDataset::write`` does.
+
+The input is the node tree of :mod:`spoolscp.rawdicom` (values are slices of a memory map);
+the output is written chunk by chunk to a sink, so a 1 GB pixel data element is streamed
+from the map (byte-swapped in bounded chunks when the byte order changes), never copied whole.
+
+Two passes, as in dcmdata:
+
+1. :meth:`Layout.item` edits every item like ``computeGroupLengthAndPadding`` (drop or add
+   group lengths, drop trailing padding, add padding with ``+p``), normalises string values
+   and computes every encoded length bottom-up (needed for explicit-length sequences and
+   items, group length values and file padding);
+2. :meth:`Layout.emit` writes headers and values in tag order.
+
+Recursion follows the nesting of sequences; :class:`RecursionError` for absurdly deep
+nesting is turned into :class:`TooDeep` by the caller.
+"""
+
+from __future__ import annotations
+
+import array
+import struct
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from spoolscp.rawdicom import (
+    EXTENDED_VRS,
+    ITEM,
+    ITEM_DELIMITER,
+    PADDING,
+    SEQUENCE_DELIMITER,
+    STRING_VRS,
+    UNDEFINED,
+    VALUE_WIDTH,
+    Element,
+    Node,
+    PixelSequence,
+    Sequence,
+    normalize_string,
+)
+
+__all__ = ["Layout", "Sink", "Target"]
+
+# dcmdata's getValidEVR: internal VRs become standard ones on write.
+_WRITTEN_VR = {"xs": "US", "lt": "OW", "ox": "OB", "px": "OB", "up": "UL", "??": "UN", "?2": "UN"}
+# VRs that --disable-new-vr turns into OB (dcmDisableGenerationOfNewVRs).
+_NEW_VRS = frozenset("UN UT OF OD OL UC UR OV SV UV".split())
+_SWAP_TYPE = {2: "H", 4: "I", 8: "Q"}
+_SWAP_CHUNK = 1 << 20  # a multiple of every value width
+
+
+class Sink(Protocol):
+    def write(self, data, /) -> object: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """How the output data set is encoded (independent of how it was received)."""
+
+    implicit: bool
+    big: bool
+    explicit_length: bool = True  # +e / -e
+    group_length: str = "recalc"  # recalc|create|remove (+g= / +g / -g)
+    new_vr: bool = True  # +u / -u
+    item_padding: int = 0  # the i of +p f i
+
+
+class Layout:
+    """One data set prepared for writing; ``item(root)`` first, then ``emit(root, sink)``."""
+
+    def __init__(self, buf, target: Target, strip_padding: bool = True) -> None:
+        self.buf = buf
+        self.t = target
+        self.strip_padding = strip_padding
+        self.sizes: dict[int, int] = {}  # id(node or item) -> encoded value length
+        order = ">" if target.big else "<"
+        self._hh = struct.Struct(order + "HH")
+        self._hhi = struct.Struct(order + "HHI")
+        self._vr2 = struct.Struct(order + "HH2sH")
+        self._vr4 = struct.Struct(order + "HH2sHI")
+        self._ul = struct.Struct(order + "I")
+
+    # ---------------------------------------------------------------- pass 1: lengths
+
+    def item(self, nodes: list[Node], instance_length: int = 0) -> int:
+        """Edit one item in place and return its encoded content length.
+
+        *instance_length* is what dcmdata passes down for item padding: the header sizes of
+        the enclosing sequences and items.
+        """
+        self._edit_group_lengths(nodes)
+        total = 0
+        group_sums: dict[int, int] = {}
+        for node in nodes:
+            if isinstance(node, Sequence):
+                size = self._sequence(node, instance_length + self._header_size("SQ"))
+            else:
+                size = self._element_size(node)
+            if node.tag & 0xFFFF:
+                group = node.tag >> 16
+                group_sums[group] = group_sums.get(group, 0) + size
+            total += size
+        for node in nodes:
+            if isinstance(node, Element) and not node.tag & 0xFFFF:
+                node.value = self._ul.pack(group_sums.get(node.tag >> 16, 0))
+                node.big = self.t.big
+        return total
+
+    def _edit_group_lengths(self, nodes: list[Node]) -> None:
+        """Drop padding and group lengths, or add missing group lengths, as ``+g``/``-g`` say."""
+        mode = self.t.group_length
+        kept: list[Node] = []
+        for node in nodes:
+            if node.tag == PADDING and self.strip_padding:
+                continue
+            group = node.tag >> 16
+            if not node.tag & 0xFFFF:
+                if mode != "remove":  # a fresh UL, whatever the VR read (dcmdata does the same)
+                    kept.append(Element(node.tag, "UL", 0, 4, self.t.big, bytes(4)))
+                continue
+            if mode == "create" and (not kept or kept[-1].tag >> 16 != group):
+                kept.append(Element(group << 16, "UL", 0, 4, self.t.big, bytes(4)))
+            kept.append(node)
+        nodes[:] = kept
+
+    def _sequence(self, seq: Sequence, instance_length: int) -> int:
+        total = 0
+        for item in seq.items:
+            size = self.item(item, instance_length + 8)
+            size += self._item_padding(item, size, instance_length + 8)
+            self.sizes[id(item)] = size
+            total += 8 + size + (0 if self.t.explicit_length else 8)
+        if not self.t.explicit_length:
+            total += 8
+        self.sizes[id(seq)] = total
+        return self._header_size("SQ") + total
+
+    def _item_padding(self, item: list[Node], size: int, instance_length: int) -> int:
+        """``+p f i``: a trailing (FFFC,FFFC) so the item length is a multiple of *i*."""
+        pad_to = self.t.item_padding
+        if not pad_to:
+            return 0
+        return self.add_padding(item, size, pad_to)
+
+    def add_padding(self, nodes: list[Node], length: int, pad_to: int) -> int:
+        """Append a DataSetTrailingPadding so that *length* grows to a multiple of *pad_to*."""
+        padding = pad_to - length % pad_to
+        if padding == pad_to:
+            return 0
+        header = self._header_size("OB")
+        while header > padding:
+            padding += pad_to
+        element = Element(PADDING, "OB", 0, padding - header, self.t.big, bytes(padding - header))
+        nodes.append(element)
+        return self._element_size(element)
+
+    def _element_size(self, node: Element | PixelSequence) -> int:
+        if isinstance(node, PixelSequence):
+            total = sum(8 + length + (length & 1) for _, length in node.fragments) + 8
+            self.sizes[id(node)] = total
+            return self._header_size("OB") + total
+        if node.value is None and node.vr in STRING_VRS:
+            node.value = normalize_string(bytes(self.buf[node.offset : node.offset + node.length]), node.vr)
+        length = len(node.value) if node.value is not None else node.length + (node.length & 1)
+        self.sizes[id(node)] = length
+        return self._header_size(self.written_vr(node.vr, length)) + length
+
+    def written_vr(self, vr: str, length: int = 0) -> str:
+        """The VR dcmdata puts in an explicit-VR header for an element read as *vr*."""
+        vr = _WRITTEN_VR.get(vr, vr)
+        if vr not in EXTENDED_VRS and length > 0xFFFF:
+            vr = "UN"  # a value too long for a 2-byte length field
+        if not self.t.new_vr and vr in _NEW_VRS:
+            vr = "OB"
+        return vr
+
+    def _header_size(self, vr: str) -> int:
+        return 8 if self.t.implicit or vr not in EXTENDED_VRS else 12
+
+    # ---------------------------------------------------------------- pass 2: bytes
+
+    def emit(self, nodes: list[Node], sink: Sink) -> None:
+        """Write the items' nodes (after :meth:`item`) to *sink*."""
+        for node in nodes:
+            if isinstance(node, Sequence):
+                self._emit_sequence(node, sink)
+            elif isinstance(node, PixelSequence):
+                self._emit_pixels(node, sink)
+            else:
+                length = self.sizes[id(node)]
+                sink.write(self._header(node.tag, self.written_vr(node.vr, length), length))
+                self._emit_value(node, sink)
+
+    def _emit_sequence(self, seq: Sequence, sink: Sink) -> None:
+        explicit = self.t.explicit_length
+        sink.write(self._header(seq.tag, "SQ", self.sizes[id(seq)] if explicit else UNDEFINED))
+        for item in seq.items:
+            sink.write(self._item_tag(ITEM, self.sizes[id(item)] if explicit else UNDEFINED))
+            self.emit(item, sink)
+            if not explicit:
+                sink.write(self._item_tag(ITEM_DELIMITER, 0))
+        if not explicit:
+            sink.write(self._item_tag(SEQUENCE_DELIMITER, 0))
+
+    def _emit_pixels(self, pixels: PixelSequence, sink: Sink) -> None:
+        sink.write(self._header(pixels.tag, "OB", UNDEFINED))
+        view = memoryview(self.buf)
+        try:
+            for offset, length in pixels.fragments:
+                sink.write(self._item_tag(ITEM, length + (length & 1)))
+                sink.write(view[offset : offset + length])
+                if length & 1:
+                    sink.write(b"\0")
+        finally:
+            view.release()
+        sink.write(self._item_tag(SEQUENCE_DELIMITER, 0))
+
+    def _emit_value(self, node: Element, sink: Sink) -> None:
+        if node.value is not None:
+            sink.write(node.value)
+            return
+        width = VALUE_WIDTH.get(node.vr, 1) if node.big != self.t.big else 1
+        view = memoryview(self.buf)
+        try:
+            _copy(view[node.offset : node.offset + node.length], width, sink.write)
+        finally:
+            view.release()
+        if node.length & 1:
+            sink.write(b"\0")
+
+    def _header(self, tag: int, vr: str, length: int) -> bytes:
+        group, elem = tag >> 16, tag & 0xFFFF
+        if self.t.implicit:
+            return self._hhi.pack(group, elem, length)
+        if vr in EXTENDED_VRS:
+            return self._vr4.pack(group, elem, vr.encode(), 0, length)
+        return self._vr2.pack(group, elem, vr.encode(), length)
+
+    def _item_tag(self, tag: int, length: int) -> bytes:
+        return self._hhi.pack(tag >> 16, tag & 0xFFFF, length)
+
+
+def _copy(value: memoryview, width: int, write: Callable) -> None:
+    """Write *value*, byte-swapped in units of *width*, in bounded chunks."""
+    if width == 1:
+        write(value)
+        return
+    whole = len(value) - len(value) % width
+    for start in range(0, whole, _SWAP_CHUNK):
+        chunk = array.array(_SWAP_TYPE[width])
+        chunk.frombytes(value[start : min(start + _SWAP_CHUNK, whole)])
+        chunk.byteswap()
+        write(chunk.tobytes())
+    if whole < len(value):
+        write(value[whole:])

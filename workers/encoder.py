@@ -1,0 +1,188 @@
+"""storescp's output encoding (spec §10): what a worker writes for one spooled object.
+
+Normal mode (``-B``) parses the received data set like dcmdata and re-encodes it
+(:mod:`workers.dataset_writer`) behind a fresh file meta header built from the data set.
+Bit-preserving mode (``+B``) copies the received bytes verbatim behind a meta header
+built from the request. Deflated output (``+td``, or ``+t=`` of a deflated reception) is
+raw deflate at ``+cl``'s level, as DCMTK's zlib filter writes it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom.uid import generate_uid
+
+from spoolscp.rawdicom import (
+    DEFLATED_LE,
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    SOP_CLASS_UID,
+    SOP_INSTANCE_UID,
+    Element,
+    Node,
+    PixelSequence,
+    normalize_string,
+    open_spool,
+    read_dataset,
+    syntax_for,
+)
+from workers.dataset_writer import Layout, Target
+
+__all__ = ["CannotWrite", "Encoding", "conversion_possible", "write_output"]
+
+IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.9"
+NORMAL_VERSION_NAME = "OFFIS_DCMTK_369"
+BIT_PRESERVING_VERSION_NAME = "OFFIS_DCMBP_369"
+# dcmGenerateUniqueIdentifier's root for instances (SITE_INSTANCE_UID_ROOT).
+INSTANCE_UID_ROOT = "1.2.276.0.7230010.3.1.4."
+
+_WRITE_XFER = {"little": EXPLICIT_LE, "big": EXPLICIT_BE, "implicit": IMPLICIT_LE, "deflated": DEFLATED_LE}
+_PREAMBLE = bytes(128) + b"DICM"
+_COPY_CHUNK = 1 << 22
+
+
+class CannotWrite(Exception):
+    """A conversion DCMTK cannot do either (no codecs): the job fails for good."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The output options of one job (``receiver.server.output_options``)."""
+
+    xfer: str = "same"  # same|little|big|implicit|deflated (+t= +te +tb +ti +td)
+    new_vr: bool = True  # +u / -u
+    group_length: str = "recalc"  # recalc|create|remove (+g= +g -g)
+    explicit_length: bool = True  # +e / -e
+    padding: tuple[int, int] | None = None  # +p f i
+    convert_un: bool = False  # +uc
+    compression_level: int = 6  # +cl
+    bit_preserving: bool = False  # +B
+    write_file: bool = True  # +F / -F
+
+    def write_syntax(self, received: str) -> str:
+        """The transfer syntax of the output for a data set received in *received*."""
+        return _WRITE_XFER.get(self.xfer, received)
+
+
+def conversion_possible(received_ts: str, encoding: Encoding) -> bool:
+    """False when storescp would fail with 0xA700: decompressing needs codecs it lacks.
+
+    Checked by the receiver before spooling, from the accepted transfer syntax alone.
+    """
+    if encoding.bit_preserving or not syntax_for(received_ts).encapsulated:
+        return True
+    return encoding.write_syntax(received_ts) == received_ts
+
+
+def write_output(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
+    """Write the whole output (DICOM file, or bare data set with ``-F``) for one spool file."""
+    if encoding.bit_preserving:
+        _write_bit_preserving(spool_path, f, encoding, calling_ae)
+    else:
+        _write_normal(spool_path, f, encoding, calling_ae)
+
+
+def _write_bit_preserving(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
+    """``+B``: the received bytes verbatim, behind a meta header from the request (§10.1)."""
+    with open_spool(spool_path) as spool:
+        if encoding.write_file:
+            f.write(_PREAMBLE)
+            f.write(file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
+                              BIT_PRESERVING_VERSION_NAME, calling_ae))
+        view = memoryview(spool.raw)
+        try:
+            for start in range(spool.dataset_offset, len(spool.raw), _COPY_CHUNK):
+                f.write(view[start : start + _COPY_CHUNK])
+        finally:
+            view.release()
+
+
+def _write_normal(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
+    """``-B``: parse like dcmdata, re-encode with the output options, fresh meta header."""
+    with open_spool(spool_path) as spool:
+        nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, encoding.convert_un)
+        write_ts = encoding.write_syntax(spool.transfer_syntax)
+        if write_ts != spool.transfer_syntax and _has_encapsulated_pixels(nodes):
+            raise CannotWrite(f"cannot convert encapsulated pixel data to transfer syntax {write_ts}")
+        syntax = syntax_for(write_ts)
+        file_pad, item_pad = encoding.padding or (0, 0)
+        layout = Layout(
+            spool.data,
+            Target(syntax.implicit, syntax.big, encoding.explicit_length, encoding.group_length,
+                   encoding.new_vr, item_pad),
+        )
+        try:
+            length = layout.item(nodes)
+        except RecursionError:
+            raise CannotWrite("data set nested too deeply to re-encode") from None
+        header = b""
+        if encoding.write_file:
+            sop_class, sop_instance = _dataset_uids(spool.data, nodes)
+            header = _PREAMBLE + file_meta(sop_class or "", sop_instance or generate_uid(INSTANCE_UID_ROOT),
+                                           write_ts, NORMAL_VERSION_NAME, calling_ae)
+        if file_pad:
+            layout.add_padding(nodes, len(header) + length, file_pad)
+        f.write(header)
+        sink = _Deflater(f, encoding.compression_level) if syntax.deflated else f
+        layout.emit(nodes, sink)
+        if isinstance(sink, _Deflater):
+            sink.finish()
+
+
+class _Deflater:
+    """Raw deflate (no zlib header, no padding), as DCMTK's DcmZLibOutputFilter writes it."""
+
+    def __init__(self, f: BinaryIO, level: int) -> None:
+        self.f = f
+        self.z = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+
+    def write(self, data) -> None:
+        self.f.write(self.z.compress(data))
+
+    def finish(self) -> None:
+        self.f.write(self.z.flush())
+
+
+def _has_encapsulated_pixels(nodes: list[Node]) -> bool:
+    return any(isinstance(node, PixelSequence) for node in nodes)
+
+
+def _dataset_uids(buf, nodes: list[Node]) -> tuple[str | None, str | None]:
+    """The data set's top-level SOP Class and Instance UIDs, as dcmdata reads them."""
+    found: dict[int, str] = {}
+    for node in nodes:
+        if node.tag in (SOP_CLASS_UID, SOP_INSTANCE_UID) and isinstance(node, Element):
+            raw = node.value if node.value is not None else bytes(buf[node.offset : node.offset + node.length])
+            found[node.tag] = normalize_string(raw, "UI").split(b"\0", 1)[0].decode("ascii", "replace")
+    return found.get(SOP_CLASS_UID), found.get(SOP_INSTANCE_UID)
+
+
+def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str, version_name: str,
+              calling_ae: str | None) -> bytes:
+    """The explicit VR little endian group 0002 storescp writes, with its group length."""
+    elements = [
+        _meta_element(0x0001, "OB", b"\0\1"),
+        _meta_element(0x0002, "UI", sop_class.encode()),
+        _meta_element(0x0003, "UI", sop_instance.encode()),
+        _meta_element(0x0010, "UI", transfer_syntax.encode()),
+        _meta_element(0x0012, "UI", IMPLEMENTATION_CLASS_UID.encode()),
+        _meta_element(0x0013, "SH", version_name.encode()),
+    ]
+    if calling_ae:
+        elements.append(_meta_element(0x0016, "AE", calling_ae.encode("ascii", "replace")))
+    body = b"".join(elements)
+    return _meta_element(0x0000, "UL", struct.pack("<I", len(body))) + body
+
+
+def _meta_element(elem: int, vr: str, value: bytes) -> bytes:
+    if vr in ("UI", "SH", "AE"):
+        value = normalize_string(value, vr)
+    if vr == "OB":
+        return struct.pack("<HH2sHI", 2, elem, b"OB", 0, len(value)) + value
+    return struct.pack("<HH2sH", 2, elem, vr.encode(), len(value)) + value
