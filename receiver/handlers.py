@@ -128,19 +128,27 @@ class StoreHandler:
         except BrokenDataSet as exc:
             log.error("Store SCP Failed: broken data set refused, nothing stored: %s", exc)
             return CANNOT_UNDERSTAND
+        return self.accept(received, info, sop_class, sop_instance, str(event.context.transfer_syntax),
+                           self.peer(event.assoc))[0]
+
+    def accept(self, received: Path, info: SpoolInfo, sop_class: str, sop_instance: str,
+               transfer_syntax: str, peer: Peer) -> tuple[int, int | None]:
+        """Check, spool and record one complete object: its status, and its job (None: not stored).
+
+        The way in for C-STOREs and for the drop folder (``receiver.dropfolder``).
+        """
         refused = self.sort_refusal(info)
         if refused is not None:
-            return refused
+            return refused, None
         status = self.status_for(info, sop_class, sop_instance)
         if len(sop_instance) > MAX_UID_IN_NAME:
             log.error("cannot write DICOM file: %s...: File name too long", sop_instance[:64])
-            return OUT_OF_RESOURCES
-        peer = self.peer(event.assoc)
+            return OUT_OF_RESOURCES, None
         try:
             spooled = spool.commit(received, self.spool_dir)
         except OSError as exc:
             log.error("cannot spool received object %s: %s", sop_instance, exc)
-            return OUT_OF_RESOURCES
+            return OUT_OF_RESOURCES, None
         try:
             seq = jobs.record_received(
                 self.jobs_db,
@@ -154,7 +162,7 @@ class StoreHandler:
                     "peer_ip": peer.ip,
                     "sop_class": sop_class,
                     "sop_instance": sop_instance,
-                    "transfer_syntax": str(event.context.transfer_syntax),
+                    "transfer_syntax": transfer_syntax,
                     "status": status,
                     "study_uid": info.study_instance_uid,
                     "patient_name": info.patient_name,
@@ -165,10 +173,10 @@ class StoreHandler:
         except Exception as exc:  # noqa: BLE001 - any failure here means "not stored"
             log.error("cannot record received object %s: %s", sop_instance, exc)
             spool.remove(self.spool_dir, spooled)
-            return OUT_OF_RESOURCES
+            return OUT_OF_RESOURCES, None
         peer.stored = True
         self.wake(seq)
-        return status
+        return status, seq
 
     def ignored(self, assoc: Association) -> int:
         """``--ignore``: nothing is kept, but ``-xcr`` still runs, in reception order (spec §2.8)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from pynetdicom import AE, _config
 
-from receiver import handlers, pynetdicom_fixes
+from receiver import dropfolder, handlers, pynetdicom_fixes
 from receiver.negotiation import add_default_contexts, register_storage_classes
 from receiver.options import StorescpOptions
 from spoolscp import jobs
@@ -122,10 +122,13 @@ def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
         )
     except OSError as exc:
         raise StartupError(f"cannot create network: {exc.strerror or exc}") from exc
+    folder = dropfolder.start_for(settings, store, opts.aetitle)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    if folder is not None:
+        folder.stop()
     drain(server, settings.shutdown_timeout)
     db.close()
     return 0

@@ -128,7 +128,10 @@ class JobDB:
         # FULL: a commit is on disk before we acknowledge the object it records.
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
-        migrations.apply(sqlite_utils.Database(self.conn))
+        try:
+            migrations.apply(sqlite_utils.Database(self.conn))
+        except sqlite3.IntegrityError:  # another process (receiver, worker) applied it meanwhile
+            migrations.apply(sqlite_utils.Database(self.conn))
 
     def close(self) -> None:
         self.conn.close()

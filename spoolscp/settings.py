@@ -41,6 +41,9 @@ class Settings:
     retry_delay: float = 2.0
     retry_backoff: float = 2.0
     lease_seconds: float = 600.0
+    dropfolder: Path | None = None  # None: no drop folder
+    dropfolder_settle: float = 2.0
+    dropfolder_rescan: float = 60.0
     config_file: Path | None = None
 
     @property
@@ -78,6 +81,9 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     ("retry", "retries"): "retries",
     ("retry", "delay"): "retry_delay",
     ("retry", "backoff"): "retry_backoff",
+    ("dropfolder", "dir"): "dropfolder",
+    ("dropfolder", "settle"): "dropfolder_settle",
+    ("dropfolder", "rescan"): "dropfolder_rescan",
 }
 
 
@@ -113,6 +119,8 @@ def read_config(path: Path) -> dict[str, Any]:
             values[name] = value
     if "state_dir" in values:
         values["state_dir"] = path.parent / Path(values["state_dir"]).expanduser()
+    if values.get("dropfolder"):  # "" (the default) = no drop folder
+        values["dropfolder"] = path.parent / Path(values["dropfolder"]).expanduser()
     return values
 
 
@@ -125,6 +133,8 @@ def load_settings(config: str | None = None, **overrides: Any) -> Settings:
     for name, value in values.items():
         if name == "state_dir":
             values[name] = Path(value).expanduser().absolute()
+        elif name == "dropfolder":
+            values[name] = Path(value).expanduser().absolute() if value else None
         elif types[name] in ("int", "float") and isinstance(value, bool):
             raise ConfigError(f"setting {name} must be a number")
     return Settings(config_file=path.absolute() if path else None, **values)

@@ -382,13 +382,13 @@ def _launch(name: str, kind: ServerKind, version: str, argv: list[str], workdir:
     return server
 
 
-def write_spoolscp_config(workdir: Path, workers: int = 2) -> Path:
-    """One TOML per server: its own state folder, loopback only."""
+def write_spoolscp_config(workdir: Path, workers: int = 2, extra: str = "") -> Path:
+    """One TOML per server: its own state folder, loopback only; ``extra``: more sections."""
     config = workdir / "spoolscp.toml"
     config.write_text(
         f'[state]\ndir = "{workdir / "state"}"\n\n'
         f'[receiver]\nbind = "{HOST}"\n\n'
-        f"[workers]\ncount = {workers}\n"
+        f"[workers]\ncount = {workers}\n\n{extra}"
     )
     return config
 
@@ -396,11 +396,12 @@ def write_spoolscp_config(workdir: Path, workers: int = 2) -> Path:
 @contextlib.contextmanager
 def scp_server(kind: ServerKind, options: Sequence[str], workdir: Path,
                name: str | None = None, workers: int = 2,
-               receiver_only: bool = False) -> Iterator[ServerProcess]:
+               receiver_only: bool = False, extra_config: str = "") -> Iterator[ServerProcess]:
     """Run DCMTK storescp or spoolscp with ``options`` on an ephemeral port until exit.
 
     ``options`` are storescp options without ``-od`` and port; the harness adds both.
     ``receiver_only`` runs ``spoolscp receiver`` (no workers; see :func:`worker_process`).
+    ``extra_config`` is appended to spoolscp's TOML (e.g. a ``[retry]`` or ``[dropfolder]``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -409,7 +410,7 @@ def scp_server(kind: ServerKind, options: Sequence[str], workdir: Path,
         server = _launch(name or kind, kind, dcmtk_version(), [DCMTK_STORESCP, *tail],
                          workdir, port, None)
     else:
-        config = write_spoolscp_config(workdir, workers)
+        config = write_spoolscp_config(workdir, workers, extra_config)
         command = [SPOOLSCP, "receiver"] if receiver_only else [SPOOLSCP]
         server = _launch(name or kind, kind, TARGET_VERSION,
                          [*command, "--config", str(config), *tail], workdir, port, config)
