@@ -128,10 +128,7 @@ class JobDB:
         # FULL: a commit is on disk before we acknowledge the object it records.
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
-        try:
-            migrations.apply(sqlite_utils.Database(self.conn))
-        except sqlite3.IntegrityError:  # another process (receiver, worker) applied it meanwhile
-            migrations.apply(sqlite_utils.Database(self.conn))
+        migrations.apply(sqlite_utils.Database(self.conn))
 
     def close(self) -> None:
         self.conn.close()
@@ -204,7 +201,8 @@ def get_job(db: JobDB, seq: int) -> Job | None:
     return job_from_row(rows[0]) if rows else None
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Does ``pid`` still run? A zombie does not: a SIGKILLed worker stays one until reaped."""
     if not pid:
         return False
     try:
@@ -212,8 +210,14 @@ def _pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[:1] != [b"Z"]
+    except FileNotFoundError:
+        return False  # gone in between
+    except OSError:
+        return True  # no /proc: trust kill(0)
 
 
 def _abandoned(state: str, pid: int | None, host: str | None, lease_until: float | None, now: float) -> bool:
@@ -221,7 +225,7 @@ def _abandoned(state: str, pid: int | None, host: str | None, lease_until: float
     if state != "running":
         return False
     if host == HOST:
-        return not _pid_alive(pid)
+        return not pid_alive(pid)
     return (lease_until or 0) < now
 
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from spoolscp import jobs
 from spoolscp.naming import sanitize
 
 log = logging.getLogger("spoolscp.worker")
@@ -55,14 +56,15 @@ _WRAPPER = 'sh -c "$1"; s=$?; echo $s > "$2.tmp" && mv "$2.tmp" "$2"; exit $s'
 
 def _alive(pid: int) -> bool:
     """Is ``pid`` still our command's shell? A zombie or a reused pid is not."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rpartition(b")")[2].split()[0]
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            ours = b"spoolscp-exec" in f.read()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+    if not jobs.pid_alive(pid):
         return False
-    return ours and state != b"Z"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"spoolscp-exec" in f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc: trust the pid
 
 
 def _read_status(path: Path) -> int | None:
