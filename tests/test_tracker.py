@@ -139,14 +139,17 @@ def test_timenames_restart_their_serial_in_a_new_study_folder(db, tmp_path):
     assert names == [f"{stamp}.CT", f"{stamp}_0000.CT", f"{stamp}.CT"]
 
 
-def test_timenames_keep_their_serial_in_a_reused_folder(db, tmp_path):
-    """-ss: two studies in one millisecond share a folder name, so the serial goes on."""
-    opts = options(tmp_path, naming="time", sort="conc")
+def test_two_studies_begun_in_one_millisecond_get_two_folders(db, tmp_path):
+    """-ss: DCMTK would reuse the folder (same timestamp) and mix the studies; the second
+    study takes the next millisecond, so its -tn name needs no serial either."""
+    opts = options(tmp_path, naming="time", sort="conc", sort_prefix="P")
     for n, study in enumerate(["s1", "s1", "s2"], start=1):
         receive(db, opts, study, n, at=0)
     tracker.track(db)
     stamp = datetime.fromtimestamp(T0).strftime("%Y%m%d%H%M%S") + "996"
-    assert [s.out_name for s in rows(db, "store")][-1] == f"{stamp}_0001.CT"
+    stores = rows(db, "store")
+    assert [s.out_subdir for s in stores] == ["P_20261125_123320996"] * 2 + ["P_20261125_123320997"]
+    assert [s.out_name for s in stores] == [f"{stamp}.CT", f"{stamp}_0000.CT", f"{stamp}.CT"]
 
 
 def test_unsafe_study_folder_fails_the_object_not_the_tracker(db, tmp_path):

@@ -31,7 +31,7 @@ import logging
 import os
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,13 @@ class Tracker:
         """A new study: its folder is named and created now, in reception order."""
         opts = job.options
         patient = patient_component(job.patient_name, job.charset) if opts["sort"] == "patient" else None
-        name = study_dir_name(
-            opts["sort"], opts.get("sort_prefix", ""), job.study_uid, patient, datetime.fromtimestamp(job.received_at)
-        )
+        when = datetime.fromtimestamp(job.received_at)
+        name = study_dir_name(opts["sort"], opts.get("sort_prefix", ""), job.study_uid, patient, when)
+        while opts["sort"] != "uid" and self.c.execute("SELECT 1 FROM studies WHERE dir = ?", (name,)).fetchone():
+            # two studies begun in one millisecond (concurrent senders): DCMTK would put both
+            # in one folder; the later one takes the next free millisecond instead
+            when += timedelta(milliseconds=1)
+            name = study_dir_name(opts["sort"], opts.get("sort_prefix", ""), job.study_uid, patient, when)
         path = Path(opts["output_dir"]) / name
         shown = f"{opts['output_dir_display']}/{name}"
         try:
