@@ -23,6 +23,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_RELEASE
 
+from receiver import diskfull
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
 from spoolscp.sopclasses import log_code_for
@@ -123,6 +124,10 @@ class StoreHandler:
         if self.output.get("ignore"):
             return self.ignored(event.assoc)
         received = Path(event.dataset_path)
+        failure = diskfull.write_error(received)
+        if failure is not None:
+            log.error("cannot spool received object %s: %s", sop_instance, failure)
+            return OUT_OF_RESOURCES
         try:
             info = scan_spool(received)
         except BrokenDataSet as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pynetdicom import AE, _config
 
-from receiver import dropfolder, handlers, pynetdicom_fixes
+from receiver import diskfull, dropfolder, handlers, pynetdicom_fixes
 from receiver.negotiation import add_default_contexts, register_storage_classes
 from receiver.options import StorescpOptions
 from spoolscp import jobs
@@ -100,6 +100,7 @@ def prepare_spool(settings: Settings) -> None:
         leftover.unlink(missing_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
     tempfile.tempdir = str(settings.incoming_dir)
+    diskfull.install()
 
 
 def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:

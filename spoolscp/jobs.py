@@ -19,15 +19,17 @@ Life cycle of a row::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -124,11 +126,12 @@ class JobDB:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before we acknowledge the object it records.
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
-        migrations.apply(sqlite_utils.Database(self.conn))
+        with _schema_lock(path):
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            migrations.apply(sqlite_utils.Database(self.conn))
 
     def close(self) -> None:
         self.conn.close()
@@ -141,6 +144,19 @@ class JobDB:
     def transaction(self) -> "_Immediate":
         """``with db.transaction() as c:`` runs a read-modify-write under BEGIN IMMEDIATE."""
         return _Immediate(self)
+
+
+@contextmanager
+def _schema_lock(path: Path) -> Iterator[None]:
+    """Serialise set-up across processes: a receiver and workers starting together would
+    otherwise race on switching to WAL ("database is locked") and on applying the same
+    migration twice (IntegrityError)."""
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class _Immediate:

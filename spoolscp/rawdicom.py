@@ -619,11 +619,24 @@ def open_spool(path: str | os.PathLike) -> Iterator[Spool]:
             yield Spool(raw, meta, offset, uid, data, start, end, syntax)
         finally:
             if inflated is not None:
-                if data is not raw and isinstance(data, mmap.mmap):
-                    data.close()
+                if data is not raw:
+                    _unmap(data)
                 inflated.close()
-            if isinstance(raw, mmap.mmap):
-                raw.close()
+            _unmap(raw)
+
+
+def _unmap(buf) -> None:
+    """Close a mapping, unless views of it are still alive.
+
+    When the block fails (say, ENOSPC while writing the output), the exception's
+    traceback still holds memoryviews of the mapping; ``close()`` would then raise
+    BufferError and hide the real error. The mapping goes when the views do.
+    """
+    if isinstance(buf, mmap.mmap):
+        try:
+            buf.close()
+        except BufferError:
+            pass
 
 
 @dataclass(frozen=True)

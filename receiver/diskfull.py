@@ -1,0 +1,73 @@
+"""A full disk while an object arrives: answer 0xA700, as DCMTK does, instead of hanging the peer.
+
+pynetdicom writes a chunked C-STORE data set into a ``NamedTemporaryFile`` fragment by
+fragment. When the spool's file system is full, that write raises inside the
+association's reactor thread: the association is aborted at best, and the file
+cannot even be closed (its buffer cannot be flushed). :func:`install` gives
+pynetdicom a file that remembers the first write error instead of raising it, frees
+what it had written, and swallows the rest of the data set; the C-STORE handler then
+asks :func:`write_error` and answers "Out of Resources". Nothing is acknowledged that
+is not on disk, and the association stays usable for objects that fit later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from typing import Any
+
+from pynetdicom import dimse_messages
+
+log = logging.getLogger("spoolscp.receiver")
+
+_errors: dict[str, OSError] = {}
+_errors_lock = threading.Lock()
+
+
+class SpoolingFile:
+    """The chunked-receive file: a ``NamedTemporaryFile`` whose writes never raise."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._file = tempfile.NamedTemporaryFile(**kwargs)
+        self.name = self._file.name
+        self.file = self  # pynetdicom calls ``.file.flush()``
+        self.failed = False
+
+    def write(self, data: bytes) -> int:
+        if not self.failed:
+            self._guard(self._file.write, data)
+        return len(data)
+
+    def flush(self) -> None:
+        if not self.failed:
+            self._guard(self._file.flush)
+
+    def close(self) -> None:
+        self._guard(self._file.close)
+
+    def __getattr__(self, name: str) -> Any:  # tell(), seek() ... for pydicom's meta writer
+        return getattr(self._file, name)
+
+    def _guard(self, call: Any, *args: Any) -> None:
+        try:
+            call(*args)
+        except OSError as exc:
+            if self.failed:
+                return
+            self.failed = True
+            with _errors_lock:
+                _errors[self.name] = exc
+            os.truncate(self.name, 0)  # give the space back to the objects being received
+
+
+def write_error(path: os.PathLike | str) -> OSError | None:
+    """The error that kept ``path`` from being written completely (and forget it), if any."""
+    with _errors_lock:
+        return _errors.pop(os.fspath(path), None)
+
+
+def install() -> None:
+    """Make pynetdicom's chunked receive use :class:`SpoolingFile` (calling again is harmless)."""
+    dimse_messages.NamedTemporaryFile = SpoolingFile  # type: ignore[attr-defined, assignment]
