@@ -95,12 +95,13 @@ class StoreHandler:
     def sort_refusal(self, info: SpoolInfo) -> int | None:
         """0xC000 when a sort mode cannot place the object (spec §6); nothing is written then."""
         sort = self.output.get("sort")
-        if sort and not info.study_instance_uid:
+        if sort and not first_value(info.study_instance_uid):
             log.error("element StudyInstanceUID (0020,000d) absent or empty in data set")
             return CANNOT_UNDERSTAND
         if sort == "uid":
             try:
-                study_dir_name("uid", self.output.get("sort_prefix", ""), info.study_instance_uid, None, datetime.now())
+                study_dir_name("uid", self.output.get("sort_prefix", ""), first_value(info.study_instance_uid), None,
+                               datetime.now())
             except UnsafeStudyDir as exc:
                 log.error("%s", exc)
                 return CANNOT_UNDERSTAND
@@ -169,7 +170,7 @@ class StoreHandler:
                     "sop_instance": sop_instance,
                     "transfer_syntax": transfer_syntax,
                     "status": status,
-                    "study_uid": info.study_instance_uid,
+                    "study_uid": first_value(info.study_instance_uid),
                     "patient_name": info.patient_name,
                     "charset": _text(info.specific_character_set),
                     "options": self.output,
@@ -223,6 +224,12 @@ class StoreHandler:
                 self.wake(jobs.record_assoc_end(self.jobs_db, peer.assoc))
             except Exception as exc:  # noqa: BLE001 - only end-of-study timing depends on it
                 log.warning("could not record the end of an association: %s", exc)
+
+
+def first_value(text: str | None) -> str:
+    """The first value of a multi-valued string, as storescp reads the Study UID (spec §6):
+    ``..\\1.2`` is ``..``, and is refused like ``..`` itself."""
+    return (text or "").split("\\")[0]
 
 
 def _text(value: bytes | None) -> str | None:

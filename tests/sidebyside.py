@@ -1201,29 +1201,34 @@ class StudySpec:
     charset: str | None = "ISO_IR 100"
     count: int = 2
     classes: tuple[str, ...] = (CT_IMAGE, MR_IMAGE)
+    instances: tuple[str, ...] = ()  # SOP Instance UIDs (hostile ones too); default <uid>.<n>
+
+    def instance(self, i: int) -> str:
+        return self.instances[i] if self.instances else f"{self.uid}.{i + 1}"
 
 
 def synthetic_study(folder: Path, spec: StudySpec) -> list[InputFile]:
     """Write ``spec`` as Part-10 files (explicit VR little endian, 4x4 pixels) with pydicom.
 
     The patient name is encoded with the study's character set, so ``-sp`` sees the raw
-    Latin-1 or UTF-8 bytes DCMTK transliterates (spec §6).
+    Latin-1 or UTF-8 bytes DCMTK transliterates (spec §6). Invalid UIDs are written as
+    given (hostile-input tests).
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in range(spec.count):
+    for i in range(len(spec.instances) or spec.count):
         sop_class = spec.classes[i % len(spec.classes)]
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
         ds.file_meta.MediaStorageSOPClassUID = sop_class
-        ds.file_meta.MediaStorageSOPInstanceUID = f"{spec.uid}.{i + 1}"
+        ds.file_meta.MediaStorageSOPInstanceUID = spec.instance(i)
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         if spec.charset:
             ds.SpecificCharacterSet = spec.charset
-        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, f"{spec.uid}.{i + 1}"
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, spec.instance(i)
         ds.PatientName, ds.PatientID = spec.patient, "P-" + spec.uid[-4:]
         ds.StudyInstanceUID, ds.SeriesInstanceUID = spec.uid, f"{spec.uid}.0"
         ds.Modality = "CT" if sop_class == CT_IMAGE else "MR"
@@ -1231,10 +1236,17 @@ def synthetic_study(folder: Path, spec: StudySpec) -> list[InputFile]:
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.PixelData = bytes(range(32))
-        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        path = folder / f"{i + 1}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return part10_inputs(paths)
+
+
+def synthetic_studies(folder: Path, specs: Sequence[StudySpec]) -> list[list[InputFile]]:
+    """:func:`synthetic_study` for each spec, in its own subfolder, pydicom's warnings off."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [synthetic_study(folder / str(n), spec) for n, spec in enumerate(specs)]
 
 
 def exec_log_lines(server: ServerProcess, name: str = EXEC_LOG) -> list[str]:
