@@ -383,7 +383,11 @@ def _launch(name: str, kind: ServerKind, version: str, argv: list[str], workdir:
 
 
 def write_spoolscp_config(workdir: Path, workers: int = 2, extra: str = "") -> Path:
-    """One TOML per server: its own state folder, loopback only; ``extra``: more sections."""
+    """One TOML per server: its own state folder, loopback only.
+
+    ``extra`` is appended right after ``[workers]``: keys before its first header go into
+    ``[workers]`` (e.g. ``lease_seconds``), then further sections (``[retry]`` ...).
+    """
     config = workdir / "spoolscp.toml"
     config.write_text(
         f'[state]\ndir = "{workdir / "state"}"\n\n'

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -216,3 +217,49 @@ def test_a_failing_command_is_retried_then_kept_as_failed_and_retried_on_demand(
     assert (again["state"], again["attempts"]) == ("done", 4)
     runs = {p.name[-2:]: int(p.read_text()) for p in state.iterdir()}
     assert runs == {".1": 3, ".2": 4}
+
+
+def test_sigterm_lets_an_open_association_finish_then_the_receiver_exits(tmp_path: Path) -> None:
+    from pynetdicom import AE
+
+    first, second = ct_objects(tmp_path / "objects", 2)
+    with scp_server("spoolscp", [], tmp_path / "spoolscp", receiver_only=True) as receiver:
+        ae = AE(ae_title="SHUTDOWN")
+        ae.add_requested_context(dcmread(first).SOPClassUID, dcmread(first).file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", receiver.port)
+        assert assoc.is_established and assoc.send_c_store(first).Status == 0
+        receiver.proc.send_signal(signal.SIGTERM)
+
+        def refuses_new_associations() -> bool:
+            late = ae.associate("127.0.0.1", receiver.port)
+            if late.is_established:
+                late.release()
+            return not late.is_established
+
+        wait_until(refuses_new_associations, 10, "the receiver kept accepting new associations after SIGTERM")
+        assert assoc.send_c_store(second).Status == 0  # the open association is served to its end
+        assoc.release()
+        assert receiver.proc.wait(30) == 0
+        assert [j["sop_instance"] for j in jobs_json(receiver.config)] == [
+            dcmread(p).SOPInstanceUID for p in (first, second)]
+
+
+def test_sigterm_hands_a_running_command_back_and_it_runs_once(tmp_path: Path) -> None:
+    [source] = ct_objects(tmp_path / "objects", 1)
+    marker = tmp_path / "ran"
+    command = f"sleep 2; echo ran >> {marker}"
+    with scp_server("spoolscp", ["-xcr", command], tmp_path / "spoolscp", receiver_only=True) as receiver:
+        impatient = receiver.workdir / "impatient.toml"  # the workers' graceful stop waits 0.3 s
+        impatient.write_text(receiver.config.read_text().replace("[receiver]\n", "[receiver]\nshutdown_timeout = 0.3\n"))
+        assert send_dcmtk(receiver.port, part10_inputs([source]), tmp_path / "send.log") == [SUCCESS]
+        with worker_process(impatient, receiver.workdir) as worker:
+            [running] = wait_until(lambda: [j for j in jobs_json(receiver.config, "--state", "running")
+                                            if j["kind"] == "exec" and j["child_pid"]], 30, "command never started")
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(30) == 0
+            handed_back = json.loads(queue(receiver.config, "show", str(running["seq"]), "--json").stdout)
+            assert handed_back["state"] == "queued" and handed_back["pid"] is None
+        with worker_process(receiver.config, receiver.workdir):
+            stats = wait_output_complete(receiver, timeout=60)
+    assert (stats["done"], stats["failed"]) == (2, 0)
+    assert marker.read_text() == "ran\n", "the command must neither be lost nor run twice"
