@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from sidebyside import (
     ScenarioAssociation,
     StudySpec,
     exec_log_lines,
+    part10_inputs,
     run_study_scenario,
     synthetic_study,
 )
@@ -108,3 +110,29 @@ def test_su_rns_returning_study_keeps_every_file_where_dcmtk_replaces(studies, t
     assert [r for r in ref if r.startswith(s1)] == [f"{s1}/CT000001", f"{s1}/MR000002"]  # one lost
     assert [c for c in cand if c.startswith(s1)] == [f"{s1}/CT000001", f"{s1}/CT000003", f"{s1}/MR000002"]
     assert len(exec_log_lines(cmp.files.candidate.server)) == 3
+
+
+def test_ignore_runs_xcr_with_p_and_f_literal_like_dcmtk(studies, tmp_path):
+    """--ignore (spec §2.8): nothing is written, -xcr still runs, #p and #f stay literal."""
+    plan = interleaved(studies, returning=True)
+    cmp = run_study_scenario(["--ignore", "-ss", "PRE", "-xcr", 'echo "REC #p #f #a" >> exec.log', "-xs"],
+                             plan, tmp_path)
+    assert cmp.ok, cmp.report()
+    assert cmp.reference_execs == ["REC #p #f STORESCU"] * 3 + ["REC #p #f OTHER-SCU"] * 4
+    assert cmp.files.pairs == []
+
+
+def test_no_reception_command_for_a_refused_object_where_dcmtk_runs_a_stale_one(studies, tmp_path):
+    """Documented difference (README): an object without a Study UID gets 0xC000 in sort mode
+    on both sides; DCMTK still runs -xcr with the previous object's #p/#f, spoolscp does not."""
+    ds = pydicom.dcmread(studies["s3"][0].path)
+    del ds.StudyInstanceUID
+    ds.save_as(tmp_path / "no-study.dcm", enforce_file_format=True)
+    (no_study,) = part10_inputs([tmp_path / "no-study.dcm"])
+    plan = [ScenarioAssociation([studies["s1"][0], no_study, studies["s1"][1]])]
+    cmp = run_study_scenario(["-ss", "PRE", "-xcr", REC, "-xs"], plan, tmp_path / "run")
+    assert [r.reference_status for r in cmp.files.inputs] == ["0x0000", "0xC000", "0x0000"]
+    assert cmp.files.ok, cmp.files.report()
+    first, stale, second = cmp.reference_execs
+    assert stale == first and first != second  # the refused object repeated the first's #p #f
+    assert cmp.candidate_execs == [first, second]
