@@ -15,6 +15,7 @@ fails makes the test fail, never skip.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
 import signal
@@ -28,6 +29,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from sidebyside import (
+    REPO,
     SPOOLSCP,
     SUCCESS,
     part10_inputs,
@@ -39,6 +41,7 @@ from sidebyside import (
     worker_process,
 )
 from spoolscp.rawdicom import scan_spool
+from spoolscp.settings import load_settings
 
 FAST_RETRIES = "[retry]\nretries = 2\ndelay = 0.1\nbackoff = 1.0\n"
 MANY_RETRIES = "[retry]\nretries = 1000\ndelay = 0.2\nbackoff = 1.0\n"
@@ -263,3 +266,17 @@ def test_sigterm_hands_a_running_command_back_and_it_runs_once(tmp_path: Path) -
             stats = wait_output_complete(receiver, timeout=60)
     assert (stats["done"], stats["failed"]) == (2, 0)
     assert marker.read_text() == "ran\n", "the command must neither be lost nor run twice"
+
+
+
+def test_systemd_units_stop_with_sigterm_and_outwait_the_shutdown_timeout() -> None:
+    """The units send the signal the two tests above prove graceful, and do not SIGKILL early."""
+    shipped = load_settings(str(REPO / "pipeline.toml"))
+    for unit in ("spoolscp-receiver.service", "spoolscp-worker.service"):
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str  # systemd keys are case-sensitive
+        parser.read(REPO / "scripts" / "systemd" / unit)
+        service = parser["Service"]
+        assert service["KillSignal"] == "SIGTERM", unit
+        assert service["KillMode"] == "mixed", unit
+        assert float(service["TimeoutStopSec"]) > shipped.shutdown_timeout + 5, unit
