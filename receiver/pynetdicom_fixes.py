@@ -20,7 +20,7 @@ log = logging.getLogger("spoolscp.receiver")
 _original_receive = DIMSEServiceProvider.receive_primitive
 
 
-def _discard_partial(message: Any) -> None:
+def discard_partial(message: Any) -> None:
     """Close and delete the chunked-receive file of a message that will never complete."""
     handle = getattr(message, "_data_set_file", None)
     if handle is not None:
@@ -34,7 +34,7 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
     except Exception as exc:  # noqa: BLE001 - anything here must end in an abort, not a dead thread
         log.error("DIMSE failure (aborting association): %s: %s", type(exc).__name__, exc)
         message, self.message = self.message, None
-        _discard_partial(message)
+        discard_partial(message)
         self.dul.event_queue.put("Evt19")
 
 

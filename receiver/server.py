@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
 
-from receiver import diskfull, dropfolder, handlers, pynetdicom_fixes
-from receiver.negotiation import add_default_contexts, register_storage_classes
+from receiver import acceptor, diskfull, dropfolder, handlers, pynetdicom_fixes, testoptions
+from receiver.acceptor import AcceptorPolicy
+from receiver.negotiation import VERIFICATION, DefaultRules, ProfileRules, Rules, preference
+from receiver.profiles import ProfileError
+from receiver.profiles import load as load_profile
 from receiver.options import StorescpOptions
 from spoolscp import jobs
 from spoolscp.settings import Settings
@@ -72,11 +75,31 @@ def check_output_directory(opts: StorescpOptions) -> None:
         raise StartupError("specified output directory is not writeable")
 
 
-def build_ae(opts: StorescpOptions) -> AE:
-    """An AE that negotiates like storescp with these options."""
-    register_storage_classes()
+def negotiation_rules(opts: StorescpOptions) -> Rules:
+    """The ``-xf`` profile (read now: its errors are fatal at start-up), else the prefer list."""
+    if opts.config_file is None:
+        return DefaultRules(opts.prefer, opts.promiscuous)
+    try:
+        return ProfileRules(load_profile(*opts.config_file))
+    except ProfileError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
+    """An AE that negotiates like storescp with these options (:mod:`receiver.acceptor`)."""
     pynetdicom_fixes.install()
+    acceptor.install()
+    testoptions.install()
+    _config.UNRESTRICTED_STORAGE_SERVICE = True  # a C-STORE is served on any accepted context (§2.6)
     ae = AE(ae_title=opts.aetitle)
+    ae.storescp_policy = AcceptorPolicy(
+        rules=rules or negotiation_rules(opts),
+        refuse=opts.refuse,
+        reject_without_implementation_uid=opts.reject,
+        verbose_pc=opts.verbose_pc,
+    )
+    ae.storescp_tests = testoptions.TestOptions(
+        opts.sleep_during, opts.sleep_after, opts.abort_during, opts.abort_after)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION
     ae.require_called_aet = False
@@ -84,7 +107,7 @@ def build_ae(opts: StorescpOptions) -> AE:
     ae.acse_timeout = opts.acse_timeout
     ae.dimse_timeout = opts.dimse_timeout
     ae.network_timeout = opts.socket_timeout if opts.socket_timeout > 0 else None
-    add_default_contexts(ae, opts.prefer)
+    ae.add_supported_context(VERIFICATION, preference(opts.prefer))  # start_server wants one
     return ae
 
 
@@ -105,6 +128,7 @@ def prepare_spool(settings: Settings) -> None:
 
 def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
     """Receive until SIGTERM/SIGINT, then stop accepting and let open associations finish."""
+    rules = negotiation_rules(opts)
     check_output_directory(opts)
     prepare_spool(settings)
     db = jobs.JobDB(settings.jobs_db)
@@ -115,11 +139,11 @@ def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
         output=output_options(opts),
         host_lookup=not opts.disable_host_lookup,
     )
-    ae = build_ae(opts)
+    ae = build_ae(opts, rules)
     ae.maximum_associations = settings.max_associations
     try:
         server = ae.start_server(
-            (settings.bind, opts.port), block=False, evt_handlers=handlers.event_handlers(store)
+            (settings.bind, opts.port), block=False, evt_handlers=bound_handlers(ae, store)
         )
     except OSError as exc:
         raise StartupError(f"cannot create network: {exc.strerror or exc}") from exc
@@ -133,6 +157,12 @@ def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
     drain(server, settings.shutdown_timeout)
     db.close()
     return 0
+
+
+def bound_handlers(ae: AE, store: handlers.StoreHandler) -> list[tuple]:
+    """The receiver's handlers, the C-STORE one behind ``--abort-after`` if given."""
+    return [(event, testoptions.store_handler(handler, ae.storescp_tests) if event is evt.EVT_C_STORE else handler)
+            for event, handler in handlers.event_handlers(store)]
 
 
 def drain(server: Any, timeout: float) -> None:

@@ -29,9 +29,7 @@ SUBCOMMANDS = ("receiver", "worker", "queue")
 
 # Options whose issue has not landed yet: refused, never silently ignored.
 NOT_SUPPORTED_YET = {
-    "--log-config", "--verbose-pc", "--fork", "--inetd", "--config-file", "--access-full",
-    "--access-control", "--refuse", "--reject", "--ignore", "--sleep-after", "--sleep-during",
-    "--abort-after", "--abort-during", "--promiscuous", "--uid-padding", "--bit-preserving",
+    "--log-config", "--fork", "--inetd", "--access-full", "--access-control", "--bit-preserving",
     "--write-xfer-little", "--write-xfer-big", "--write-xfer-implicit", "--write-xfer-deflated",
     "--enable-new-vr", "--disable-new-vr", "--group-length-create", "--group-length-remove",
     "--length-undefined", "--padding-create", "--convert-un", "--compression-level",

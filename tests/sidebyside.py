@@ -1372,3 +1372,253 @@ def run_study_scenario(options: Sequence[str], plan: Sequence[ScenarioAssociatio
         shape_exec_lines(exec_log_lines(cand), cand.outdir, scheme),
         ordered="-xs" in options or "--exec-sync" in options,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Association negotiation: the A-ASSOCIATE answer itself (issue 4)
+# --------------------------------------------------------------------------------------------
+
+# storescp 3.6.9's +xa preference order (spec §2.4); 3.6.7's is this order without
+# XA_ONLY_IN_369, which is what lets a reference answer be translated exactly.
+XA_ORDER_369 = tuple(
+    "1.2.840.10008.1.2." + s
+    for s in (
+        "4.91 4.90 4.51 4.50 4.70 4.81 4.80 5 4.100 4.100.1 4.101 4.101.1 4.102 4.102.1 4.103 "
+        "4.103.1 4.104 4.104.1 4.105 4.105.1 4.106 4.106.1 4.107 4.108 4.201 4.202 4.203 4.110 "
+        "4.111 4.112 1.99 1.98 1 2 "
+    ).split()
+) + ("1.2.840.10008.1.2",)
+DICOM_APP_CONTEXT = "1.2.840.10008.3.1.1.1"
+PYNETDICOM_IMPLEMENTATION = "1.2.826.0.1.3680043.9.3811.3.0.4"
+
+
+@dataclass(frozen=True)
+class ProposedContext:
+    """One presentation context an SCU proposes (its ID is its position: 1, 3, 5, ...)."""
+
+    abstract_syntax: str
+    transfer_syntaxes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AssociationAnswer:
+    """What came back for an A-ASSOCIATE-RQ, decoded from the raw PDU.
+
+    ``kind``: ``AC``, ``RJ``, ``ABORT``, ``CLOSED`` (connection closed without a PDU) or
+    ``NO ANSWER`` (nothing within the timeout, connection still open).
+    ``contexts``: (context ID, result, transfer syntax) in the order of the AC.
+    ``user_items``: the AC's user information sub-items in order, as (type, value).
+    """
+
+    kind: str
+    reject: tuple[int, int, int] | None = None
+    called_ae: str = ""
+    calling_ae: str = ""
+    app_context: str = ""
+    contexts: tuple[tuple[int, int, str], ...] = ()
+    user_items: tuple[tuple[int, object], ...] = ()
+
+    def item(self, item_type: int) -> object | None:
+        return next((v for t, v in self.user_items if t == item_type), None)
+
+    def context(self, context_id: int) -> tuple[int, str] | None:
+        return next(((r, ts) for cid, r, ts in self.contexts if cid == context_id), None)
+
+
+def _rq_pdu(contexts: Sequence[ProposedContext], calling: str, called: str, app_context: str,
+            implementation_uid: str | None, roles: dict[str, tuple[bool, bool]],
+            extended: dict[str, bytes]) -> bytes:
+    """A-ASSOCIATE-RQ bytes, encoded by pynetdicom's PDU classes."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        ImplementationVersionNameNotification,
+        MaximumLengthNotification,
+        SCP_SCU_RoleSelectionNegotiation,
+        SOPClassExtendedNegotiation,
+    )
+    from pynetdicom.presentation import PresentationContext
+
+    rq = A_ASSOCIATE()
+    rq.application_context_name = app_context
+    rq.calling_ae_title, rq.called_ae_title = calling, called
+    for n, proposed in enumerate(contexts):
+        cx = PresentationContext()
+        cx.context_id = 2 * n + 1
+        cx.abstract_syntax = proposed.abstract_syntax
+        cx.transfer_syntax = list(proposed.transfer_syntaxes)
+        rq.presentation_context_definition_list.append(cx)
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = 16384
+    items: list = [max_length]
+    if implementation_uid:
+        uid = ImplementationClassUIDNotification()
+        uid.implementation_class_uid = implementation_uid
+        version = ImplementationVersionNameNotification()
+        version.implementation_version_name = "PYNETDICOM_304"
+        items += [uid, version]
+    for sop_class, (scu, scp) in roles.items():
+        role = SCP_SCU_RoleSelectionNegotiation()
+        role.sop_class_uid, role.scu_role, role.scp_role = sop_class, scu, scp
+        items.append(role)
+    for sop_class, data in extended.items():
+        ext = SOPClassExtendedNegotiation()
+        ext.sop_class_uid, ext.service_class_application_information = sop_class, data
+        items.append(ext)
+    rq.user_information = items
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(rq)
+    return pdu.encode()
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes] | None:
+    header = _recv_exact(sock, 6)
+    if len(header) < 6:
+        return None
+    return header[0], _recv_exact(sock, int.from_bytes(header[2:6], "big"))
+
+
+def _items(data: bytes) -> Iterator[tuple[int, bytes]]:
+    pos = 0
+    while pos + 4 <= len(data):
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        yield data[pos], data[pos + 4:pos + 4 + length]
+        pos += 4 + length
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").rstrip("\0 ")
+
+
+def _user_item(item_type: int, data: bytes) -> object:
+    """A user information sub-item as a comparable value."""
+    if item_type == 0x51:
+        return int.from_bytes(data[:4], "big")
+    if item_type in (0x52, 0x55):
+        return _text(data)
+    if item_type == 0x54:
+        n = int.from_bytes(data[:2], "big")
+        return _text(data[2:2 + n]), data[2 + n], data[3 + n]
+    if item_type == 0x56:
+        n = int.from_bytes(data[:2], "big")
+        return _text(data[2:2 + n]), data[2 + n:]
+    return data
+
+
+def decode_associate_ac(body: bytes) -> AssociationAnswer:
+    """The fields of an A-ASSOCIATE-AC body (after the 6-byte PDU header)."""
+    contexts, user, app = [], [], ""
+    for item_type, data in _items(body[68:]):
+        if item_type == 0x10:
+            app = _text(data)
+        elif item_type == 0x21:
+            ts = next((_text(d) for t, d in _items(data[4:]) if t == 0x40), "")
+            contexts.append((data[0], data[2], ts))
+        elif item_type == 0x50:
+            user = [(t, _user_item(t, d)) for t, d in _items(data)]
+    return AssociationAnswer("AC", None, body[4:20].decode("ascii").strip(),
+                             body[20:36].decode("ascii").strip(), app, tuple(contexts), tuple(user))
+
+
+def request_association(port: int, contexts: Sequence[ProposedContext], *, calling: str = "NEGOSCU",
+                        called: str = "ANY-SCP", app_context: str = DICOM_APP_CONTEXT,
+                        implementation_uid: str | None = PYNETDICOM_IMPLEMENTATION,
+                        roles: dict[str, tuple[bool, bool]] | None = None,
+                        extended: dict[str, bytes] | None = None,
+                        timeout: float = 20.0) -> AssociationAnswer:
+    """Send one A-ASSOCIATE-RQ and return the answer; an AC is released politely."""
+    pdu = _rq_pdu(contexts, calling, called, app_context, implementation_uid, roles or {},
+                  extended or {})
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(pdu)
+        try:
+            answer = _read_pdu(sock)
+        except TimeoutError:
+            return AssociationAnswer("NO ANSWER")  # connection left open without any PDU
+        if answer is None:
+            return AssociationAnswer("CLOSED")
+        pdu_type, body = answer
+        if pdu_type == 0x03:
+            return AssociationAnswer("RJ", (body[1], body[2], body[3]))
+        if pdu_type != 0x02:
+            return AssociationAnswer("ABORT" if pdu_type == 0x07 else f"PDU 0x{pdu_type:02x}")
+        sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # A-RELEASE-RQ
+        _read_pdu(sock)
+        return decode_associate_ac(body)
+
+
+def _xa_translation(proposed: ProposedContext, result: int, ts: str) -> tuple[int, str]:
+    """3.6.7's +xa outcome -> 3.6.9's: a proposed 3.6.9-only syntax ranked before wins."""
+    if result not in (0, 4):
+        return result, ts
+    better = [t for t in XA_ORDER_369 if t in proposed.transfer_syntaxes
+              and (t in XA_ONLY_IN_369 or (result == 0 and t == ts))]
+    return (0, better[0]) if better else (result, ts)
+
+
+def expected_candidate_contexts(reference: AssociationAnswer, proposal: Sequence[ProposedContext],
+                                options: Sequence[str],
+                                diffs: VersionDifferences) -> dict[int, tuple[int, str]]:
+    """Context ID -> (result, TS) the candidate must answer, from the reference's answer.
+
+    Translations (version differences, spec §2.4, §13.6), none outside :class:`VersionDifferences`'
+    data: without ``-xf`` a class only the candidate's version accepts by default gets the
+    answer the reference gave a context proposing the same syntaxes for a class both accept;
+    with ``+xa`` the candidate's longer list is applied on top (:data:`XA_ORDER_369`).
+    """
+    profile = "-xf" in options or "--config-file" in options
+    accept_all = "+xa" in options or "--accept-all" in options
+    only_candidate = diffs.accepted[diffs.candidate] - diffs.accepted[diffs.reference]
+    both = diffs.accepted[diffs.candidate] & diffs.accepted[diffs.reference]
+    by_syntaxes = {p.transfer_syntaxes: reference.context(2 * n + 1) for n, p in enumerate(proposal)
+                   if p.abstract_syntax in both}
+    expected = {}
+    for n, p in enumerate(proposal):
+        answer = reference.context(2 * n + 1)
+        if answer is None:
+            continue
+        if not profile and p.abstract_syntax in only_candidate and answer[0] == 3:
+            answer = by_syntaxes[p.transfer_syntaxes]
+        if accept_all and diffs.reference != diffs.candidate:
+            answer = _xa_translation(p, *answer)
+        expected[2 * n + 1] = answer
+    return expected
+
+
+def compare_associate_answers(reference: AssociationAnswer, candidate: AssociationAnswer,
+                              proposal: Sequence[ProposedContext], options: Sequence[str],
+                              diffs: VersionDifferences) -> list[str]:
+    """Every difference between the two answers that the version rules do not explain."""
+    problems = []
+    for name in ("kind", "reject", "called_ae", "calling_ae", "app_context"):
+        if getattr(reference, name) != getattr(candidate, name):
+            problems.append(f"{name}: DCMTK {getattr(reference, name)!r}, spoolscp {getattr(candidate, name)!r}")
+    if [c[0] for c in reference.contexts] != [c[0] for c in candidate.contexts]:
+        problems.append(f"context order: DCMTK {[c[0] for c in reference.contexts]},"
+                        f" spoolscp {[c[0] for c in candidate.contexts]}")
+    expected = expected_candidate_contexts(reference, proposal, options, diffs)
+    for cid, want in expected.items():
+        got = candidate.context(cid)
+        if got != want:
+            p = proposal[(cid - 1) // 2]
+            problems.append(f"context {cid} {p.abstract_syntax} {p.transfer_syntaxes}: DCMTK"
+                            f" {reference.context(cid)} -> expected {want}, spoolscp {got}")
+    ref_items = [(t, v) for t, v in reference.user_items]
+    impl = {0x52: 0, 0x55: 1}
+    want_items = [(t, diffs.implementation(diffs.candidate)[impl[t]]) if t in impl else (t, v)
+                  for t, v in ref_items]
+    if want_items != list(candidate.user_items):
+        problems.append(f"user items: DCMTK {ref_items} -> expected {want_items},"
+                        f" spoolscp {list(candidate.user_items)}")
+    return problems
