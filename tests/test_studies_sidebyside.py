@@ -78,13 +78,14 @@ def test_interleaved_studies_match_dcmtk(sort, variant, studies, tmp_path):
     assert len(cmp.files.pairs) == sent, cmp.report()
 
 
-def test_eostudy_timeout_inside_and_between_associations_matches_dcmtk(studies, tmp_path):
+@pytest.mark.parametrize("sort", [["-ss", "PRE", "-rns"], ["-sp"]], ids=["-ss -rns", "-sp"])
+def test_eostudy_timeout_inside_and_between_associations_matches_dcmtk(sort, studies, tmp_path):
     """Spec §7 B: idle inside an association past -tos ends the study, the same study UID
     then opens a new folder; after the release the idle time between associations ends it."""
     st = studies
     plan = [ScenarioAssociation([st["s1"][0], st["s1"][1], st["s1"][2]], idle_after={1: 1}, then_wait=2),
             ScenarioAssociation([st["s2"][0], st["s2"][1]], then_wait=3)]
-    cmp = run_study_scenario(["-ss", "PRE", "-tos", "1", "-rns", "-xcs", EOS, "-xs"], plan, tmp_path)
+    cmp = run_study_scenario([*sort, "-tos", "1", "-xcs", EOS, "-xs"], plan, tmp_path)
     assert cmp.ok, cmp.report()
     assert len(cmp.reference_execs) == 3, cmp.report()
     assert len({p.reference.relpath.split("/")[0] for p in cmp.files.pairs}) == 3, cmp.report()
