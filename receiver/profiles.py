@@ -53,10 +53,16 @@ class ProfileError(Exception):
 class Section:
     name: str
     entries: list[tuple[str, str]] = field(default_factory=list)
+    _first: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def get(self, key: str) -> str | None:
-        """The first entry called ``key`` (DCMTK ignores later duplicates)."""
-        return next((value for k, value in self.entries if k == key), None)
+        """The first entry called ``key`` (DCMTK ignores later duplicates); indexed once, so
+        a file with 10^5 numbered entries stays linear."""
+        if self._first is None:
+            self._first = {}
+            for k, value in self.entries:
+                self._first.setdefault(k, value)
+        return self._first.get(key)
 
 
 @dataclass
@@ -308,7 +314,7 @@ def profile_refs(tree: ConfigTree, contexts: dict, roles: dict, extended: dict) 
                 raise ProfileError(f"extended negotiation key undefined: {ext_key}")
             _check_subset(ext_key, [u for u, _ in extended[ext_key]], pc_key, pc_uids)
         if section.name in refs:
-            raise ProfileError(f"two profiles defined for key: {section.name}")
+            raise ProfileError(f"two profiles defined for key: {pc_key}")  # sic: the list's key
         refs[section.name] = _ProfileRefs(pc_key, role_key, ext_key)
     return refs
 
