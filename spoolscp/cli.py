@@ -135,10 +135,11 @@ def worker_main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         return fatal(str(exc))
     from workers.app import open_queue
+    from workers.recovery import jobs_with_messages
     from workers.tasks import run_reconcile
 
     queue = open_queue(settings)
-    run_reconcile(settings, queue.enqueue)
+    run_reconcile(settings, queue.enqueue, jobs_with_messages(queue.huey))
     consumer = queue.huey.create_consumer(
         workers=settings.workers,
         worker_type="process",

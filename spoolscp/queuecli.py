@@ -166,9 +166,11 @@ def do_recover(args: argparse.Namespace, settings: Settings, db: jobs.JobDB) -> 
     from dataclasses import asdict
 
     from workers.app import open_queue
+    from workers.recovery import jobs_with_messages
     from workers.tasks import run_reconcile
 
-    done = asdict(run_reconcile(settings, open_queue(settings).enqueue))
+    queue = open_queue(settings)
+    done = asdict(run_reconcile(settings, queue.enqueue, jobs_with_messages(queue.huey)))
     return done, lambda r: f"re-queued {len(r['requeued'])} job(s), removed {len(r['spool_removed'])} spool file(s)"
 
 

@@ -128,24 +128,36 @@ def outputs(folder: Path) -> dict[str, bytes]:
 
 
 class WorkerKiller(threading.Thread):
-    """Starts ``spoolscp worker`` and SIGKILLs its whole process group every ~0.5 s."""
+    """Starts ``spoolscp worker`` and SIGKILLs its whole process group ~0.5 s after it is up.
+
+    "Up" is Huey's start-up line: on a loaded machine the start alone can take longer
+    than 0.5 s, and workers killed before they run anything would prove nothing.
+    """
 
     def __init__(self, config: Path, workdir: Path) -> None:
         super().__init__(daemon=True)
         self.config, self.workdir = config, workdir
+        self.log = workdir / "killed-workers.log"
         self.stop = threading.Event()
         self.kills = 0
 
     def run(self) -> None:
-        with (self.workdir / "killed-workers.log").open("ab") as log:
+        with self.log.open("ab") as log:
             while not self.stop.is_set():
-                proc = subprocess.Popen([SPOOLSCP, "worker", "--config", str(self.config)], cwd=self.workdir,
+                starts = self.starts()
+                proc = subprocess.Popen([SPOOLSCP, "worker", "-d", "--config", str(self.config)], cwd=self.workdir,
                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                deadline = time.monotonic() + 30
+                while self.starts() == starts and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 self.stop.wait(KILL_EVERY)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)  # the consumer and the workers it forked
                 proc.wait()
                 self.kills += 1
+
+    def starts(self) -> int:
+        return self.log.read_bytes().count(b"Huey consumer started")
 
 
 def wait_senders(senders: list[Sender]) -> None:

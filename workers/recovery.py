@@ -20,10 +20,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huey import Huey
+
 from spoolscp import jobs, spool
 from spoolscp.settings import Settings
 
 log = logging.getLogger("spoolscp.worker")
+
+RUN_JOB = "spoolscp.run_job"  # the Huey name of workers.tasks.run_job
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,12 @@ class Recovered:
 
     requeued: list[int] = field(default_factory=list)
     spool_removed: list[str] = field(default_factory=list)
+
+
+def jobs_with_messages(huey: Huey) -> set[int]:
+    """Jobs that already have a Huey message waiting (ready or scheduled): a new one would
+    only be a duplicate. Without this, every worker start re-sent one per queued job."""
+    return {t.args[0] for t in (*huey.pending(), *huey.scheduled()) if t.name == RUN_JOB and t.args}
 
 
 def longest_retry_delay(settings: Settings) -> float:

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from huey import Huey, crontab
 
@@ -137,12 +137,14 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
     release_followups(db, enqueue)
 
 
-def run_reconcile(settings: Settings, enqueue: Callable[[int], None]) -> recovery.Recovered:
-    """Re-enqueue every job that has no live worker and no pending message, sweep the spool."""
+def run_reconcile(settings: Settings, enqueue: Callable[[int], None],
+                  waiting: Collection[int] = ()) -> recovery.Recovered:
+    """Re-enqueue every job that has no live worker and no message (``waiting``: jobs that
+    have one, :func:`workers.recovery.jobs_with_messages`); sweep the spool."""
     db = job_db(settings)
     tracker.track(db)
     tracker.close_idle_studies(db, time.time())
-    seqs = recovery.lost_messages(db, settings)
+    seqs = [seq for seq in recovery.lost_messages(db, settings) if seq not in waiting]
     for seq in seqs:
         enqueue(seq)
     if seqs:
@@ -164,7 +166,7 @@ def register(huey: Huey, settings: Settings) -> Tasks:
     handoff = Handoff(enqueue, check_studies_in)
 
     @huey.task(
-        name="spoolscp.run_job",
+        name=recovery.RUN_JOB,
         retries=settings.retries,
         retry_delay=settings.retry_delay,
         retry_backoff=settings.retry_backoff,
@@ -181,6 +183,6 @@ def register(huey: Huey, settings: Settings) -> Tasks:
 
     @huey.periodic_task(crontab(minute="*"), name="spoolscp.reconcile")
     def reconcile() -> None:
-        run_reconcile(settings, enqueue)
+        run_reconcile(settings, enqueue, recovery.jobs_with_messages(huey))
 
     return Tasks(run_job=run_job, study_timeout=study_timeout, reconcile=reconcile)
