@@ -27,6 +27,7 @@ from receiver import diskfull
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
 from spoolscp.sopclasses import log_code_for
+from workers.encoder import Encoding, conversion_possible
 from workers.studydirs import UnsafeStudyDir, study_dir_name
 
 log = logging.getLogger("spoolscp.receiver")
@@ -146,6 +147,10 @@ class StoreHandler:
         refused = self.sort_refusal(info)
         if refused is not None:
             return refused, None
+        if not conversion_possible(transfer_syntax, Encoding.from_options(self.output["encoding"]),
+                                   info.encapsulated_pixels):
+            log.error("cannot write DICOM file: %s: Pixel representation not found", sop_instance)
+            return OUT_OF_RESOURCES, None
         status = self.status_for(info, sop_class, sop_instance)
         if len(sop_instance) > MAX_UID_IN_NAME:
             log.error("cannot write DICOM file: %s...: File name too long", sop_instance[:64])

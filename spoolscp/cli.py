@@ -29,10 +29,7 @@ SUBCOMMANDS = ("receiver", "worker", "queue")
 
 # Options whose issue has not landed yet: refused, never silently ignored.
 NOT_SUPPORTED_YET = {
-    "--log-config", "--fork", "--inetd", "--access-full", "--access-control", "--bit-preserving",
-    "--write-xfer-little", "--write-xfer-big", "--write-xfer-implicit", "--write-xfer-deflated",
-    "--enable-new-vr", "--disable-new-vr", "--group-length-create", "--group-length-remove",
-    "--length-undefined", "--padding-create", "--convert-un", "--compression-level",
+    "--log-config", "--fork", "--inetd", "--access-full", "--access-control",
 }
 TLS_PREFIX = ("--enable-tls", "--disable-tls")
 

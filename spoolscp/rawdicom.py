@@ -49,11 +49,13 @@ __all__ = [
     "SpoolInfo",
     "Syntax",
     "find_first",
+    "has_encapsulated_pixels",
     "normalize_string",
     "open_spool",
     "read_dataset",
     "scan_spool",
     "syntax_for",
+    "walk",
 ]
 
 
@@ -483,18 +485,30 @@ def read_dataset(buf, start: int, end: int, syntax: Syntax, convert_un: bool = F
     return nodes
 
 
-def find_first(nodes: list[Node], tag: int) -> Node | None:
-    """Return the first *tag* in dcmdata's deep search order (depth first, by tag)."""
+def walk(nodes: list[Node]) -> Iterator[Node]:
+    """Every node, however deep, in dcmdata's deep search order (depth first, by tag)."""
     pending: list[Iterator[Node]] = [iter(nodes)]
     while pending:
         node = next(pending[-1], None)
         if node is None:
             pending.pop()
-        elif node.tag == tag:
-            return node
-        elif isinstance(node, Sequence):
+            continue
+        yield node
+        if isinstance(node, Sequence):
             pending.append(node for item in node.items for node in item)
-    return None
+
+
+def find_first(nodes: list[Node], tag: int) -> Node | None:
+    """Return the first *tag* in dcmdata's deep search order."""
+    return next((node for node in walk(nodes) if node.tag == tag), None)
+
+
+def has_encapsulated_pixels(nodes: list[Node]) -> bool:
+    """True if any item, however deep, holds encapsulated pixel data.
+
+    Without codecs dcmdata can write such a data set only in the transfer syntax it came in.
+    """
+    return any(isinstance(node, PixelSequence) for node in walk(nodes))
 
 
 def normalize_string(raw: bytes, vr: str) -> bytes:
@@ -656,6 +670,7 @@ class SpoolInfo:
     study_instance_uid: str | None
     patient_name: bytes | None
     specific_character_set: bytes | None
+    encapsulated_pixels: bool = False
 
 
 def _top_level(buf, nodes: list[Node], tag: int) -> bytes | None:
@@ -694,4 +709,5 @@ def scan_spool(path: str | os.PathLike, convert_un: bool = False) -> SpoolInfo:
             study_instance_uid=_uid_text(_top_level(buf, nodes, 0x0020000D)),
             patient_name=_top_level(buf, nodes, 0x00100010),
             specific_character_set=_top_level(buf, nodes, 0x00080005),
+            encapsulated_pixels=has_encapsulated_pixels(nodes),
         )

@@ -175,9 +175,10 @@ class VersionDifferences:
             return {reference_token}
         return {reference_token, raw.replace("/", "_")}
 
-    def implementation(self, version: str) -> tuple[str, str]:
-        """(0002,0012), (0002,0013) a file written by ``version`` must carry."""
-        return IMPLEMENTATION[version]
+    def implementation(self, version: str, bit_preserving: bool = False) -> tuple[str, str]:
+        """(0002,0012), (0002,0013) a file written by ``version`` must carry (``+B``: DCMBP)."""
+        uid, name = IMPLEMENTATION[version]
+        return (uid, name.replace("OFFIS_DCMTK_", "OFFIS_DCMBP_")) if bit_preserving else (uid, name)
 
 
 def deb_sanitise_uid(uid: str) -> str:
@@ -1065,12 +1066,18 @@ def compare_pair(ref: ShapedFile, cand: ShapedFile, cmp: Comparison) -> FilePair
     return pair
 
 
+def _bit_preserving(options: Sequence[str]) -> bool:
+    """storescp's ``+B``/``-B``: the rightmost one wins."""
+    modes = [o in ("+B", "--bit-preserving") for o in options if o in ("+B", "--bit-preserving", "-B", "--normal")]
+    return bool(modes) and modes[-1]
+
+
 def _implementation_problems(side: Side, f: OutputFile, cmp: Comparison) -> list[str]:
     """(0002,0012)/(0002,0013) must name the writer's own DCMTK version (spec §10.1)."""
     if not f.has_meta:
         return []
     version = (cmp.reference if side == "reference" else cmp.candidate).server.version
-    expected = cmp.versions.implementation(version)
+    expected = cmp.versions.implementation(version, _bit_preserving(cmp.options))
     got = (f.meta.get(0x00020012), f.meta.get(0x00020013))
     return [] if got == expected else [f"{side} implementation {got} != {version}'s {expected}"]
 

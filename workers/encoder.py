@@ -26,7 +26,7 @@ from spoolscp.rawdicom import (
     SOP_INSTANCE_UID,
     Element,
     Node,
-    PixelSequence,
+    has_encapsulated_pixels,
     normalize_string,
     open_spool,
     read_dataset,
@@ -65,17 +65,24 @@ class Encoding:
     bit_preserving: bool = False  # +B
     write_file: bool = True  # +F / -F
 
+    @classmethod
+    def from_options(cls, options: dict) -> Encoding:
+        """From a job's ``options["encoding"]`` (JSON: padding is a list there)."""
+        padding = options.get("padding")
+        return cls(**{**options, "padding": (padding[0], padding[1]) if padding else None})
+
     def write_syntax(self, received: str) -> str:
         """The transfer syntax of the output for a data set received in *received*."""
         return _WRITE_XFER.get(self.xfer, received)
 
 
-def conversion_possible(received_ts: str, encoding: Encoding) -> bool:
+def conversion_possible(received_ts: str, encoding: Encoding, encapsulated_pixels: bool = True) -> bool:
     """False when storescp would fail with 0xA700: decompressing needs codecs it lacks.
 
-    Checked by the receiver before spooling, from the accepted transfer syntax alone.
+    The receiver calls it before spooling (with what ``scan_spool`` found), the worker
+    again on the parsed data set.
     """
-    if encoding.bit_preserving or not syntax_for(received_ts).encapsulated:
+    if encoding.bit_preserving or not encapsulated_pixels:
         return True
     return encoding.write_syntax(received_ts) == received_ts
 
@@ -108,7 +115,7 @@ def _write_normal(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae:
     with open_spool(spool_path) as spool:
         nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, encoding.convert_un)
         write_ts = encoding.write_syntax(spool.transfer_syntax)
-        if write_ts != spool.transfer_syntax and _has_encapsulated_pixels(nodes):
+        if not conversion_possible(spool.transfer_syntax, encoding, has_encapsulated_pixels(nodes)):
             raise CannotWrite(f"cannot convert encapsulated pixel data to transfer syntax {write_ts}")
         syntax = syntax_for(write_ts)
         file_pad, item_pad = encoding.padding or (0, 0)
@@ -147,10 +154,6 @@ class _Deflater:
 
     def finish(self) -> None:
         self.f.write(self.z.flush())
-
-
-def _has_encapsulated_pixels(nodes: list[Node]) -> bool:
-    return any(isinstance(node, PixelSequence) for node in nodes)
 
 
 def _dataset_uids(buf, nodes: list[Node]) -> tuple[str | None, str | None]:

@@ -26,7 +26,7 @@ def temp_name(job: Job) -> str:
 def write_job_output(job: Job, spool_path: Path) -> Path:
     """Write ``job``'s output file and return its path."""
     options = job.options
-    encoding = Encoding(**{**options["encoding"], "padding": _pair(options["encoding"]["padding"])})
+    encoding = Encoding.from_options(options["encoding"])
     out_dir = Path(options["output_dir"], job.out_subdir or "")
     final = out_dir / job.out_name
     shown = "/".join(filter(None, (options["output_dir_display"], job.out_subdir, job.out_name)))
@@ -46,7 +46,3 @@ def write_job_output(job: Job, spool_path: Path) -> Path:
         raise
     fsync_dir(out_dir)
     return final
-
-
-def _pair(value: list[int] | None) -> tuple[int, int] | None:
-    return (value[0], value[1]) if value else None
