@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from pydicom import dcmread
@@ -30,6 +29,7 @@ from sidebyside import (
     send_dcmtk,
     spoolscp_queue_stats,
     stop_process,
+    wait_for,
     wait_output_complete,
     worker_process,
 )
@@ -129,14 +129,6 @@ class Sender(threading.Thread):
             assoc.release()
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.01)
-
-
 def test_sigkill_of_the_receiver_mid_transfer_loses_nothing_acknowledged(tmp_path: Path) -> None:
     sources = [big_ct(tmp_path / f"big{i}.dcm", 6) for i in range(8)]
     with scp_server("spoolscp", ["-pdu", "4096"], tmp_path / "spool", receiver_only=True) as receiver:
@@ -144,8 +136,8 @@ def test_sigkill_of_the_receiver_mid_transfer_loses_nothing_acknowledged(tmp_pat
         sender = Sender(receiver.port, sources)
         sender.start()
         # killed while a later object is half-way into the spool's incoming folder
-        wait_for(lambda: len(sender.acknowledged) >= 2 and any(incoming.iterdir()), 120,
-                 "the sender never got two acknowledgements with a transfer in progress")
+        wait_for(lambda: len(sender.acknowledged) >= 2 and any(incoming.iterdir()),
+                 "the sender never got two acknowledgements with a transfer in progress", 120)
         os.kill(receiver.proc.pid, signal.SIGKILL)
         receiver.proc.wait(10)
         sender.join(60)
