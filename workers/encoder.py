@@ -39,7 +39,10 @@ __all__ = ["CannotWrite", "Encoding", "conversion_possible", "write_output"]
 IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.9"
 NORMAL_VERSION_NAME = "OFFIS_DCMTK_369"
 BIT_PRESERVING_VERSION_NAME = "OFFIS_DCMBP_369"
-# dcmGenerateUniqueIdentifier's root for instances (SITE_INSTANCE_UID_ROOT).
+# What dcmdata puts in the meta header when the data set has no (0008,0016) / (0008,0018)
+# at all (present but empty stays empty): UID_PrivateGenericFileSOPClass, and a fresh UID
+# under SITE_INSTANCE_UID_ROOT.
+PRIVATE_GENERIC_FILE_SOP_CLASS = "1.2.276.0.7230010.3.1.0.1"
 INSTANCE_UID_ROOT = "1.2.276.0.7230010.3.1.4."
 
 _WRITE_XFER = {"little": EXPLICIT_LE, "big": EXPLICIT_BE, "implicit": IMPLICIT_LE, "deflated": DEFLATED_LE}
@@ -131,8 +134,10 @@ def _write_normal(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae:
         header = b""
         if encoding.write_file:
             sop_class, sop_instance = _dataset_uids(spool.data, nodes)
-            header = _PREAMBLE + file_meta(sop_class or "", sop_instance or generate_uid(INSTANCE_UID_ROOT),
-                                           write_ts, NORMAL_VERSION_NAME, calling_ae)
+            header = _PREAMBLE + file_meta(
+                PRIVATE_GENERIC_FILE_SOP_CLASS if sop_class is None else sop_class,
+                generate_uid(INSTANCE_UID_ROOT) if sop_instance is None else sop_instance,
+                write_ts, NORMAL_VERSION_NAME, calling_ae)
         if file_pad:
             layout.add_padding(nodes, len(header) + length, file_pad)
         f.write(header)
@@ -184,8 +189,8 @@ def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str, version_n
 
 
 def _meta_element(elem: int, vr: str, value: bytes) -> bytes:
-    if vr in ("UI", "SH", "AE"):
-        value = normalize_string(value, vr)
+    if len(value) & 1:
+        value += b"\0" if vr in ("UI", "OB") else b" "
     if vr == "OB":
         return struct.pack("<HH2sHI", 2, elem, b"OB", 0, len(value)) + value
     return struct.pack("<HH2sH", 2, elem, vr.encode(), len(value)) + value
