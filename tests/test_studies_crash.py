@@ -16,8 +16,10 @@ from sidebyside import (
     ScenarioAssociation,
     StudySpec,
     exec_log_lines,
+    scp_server,
     scp_servers,  # noqa: F401 - fixture
     send_pynetdicom,
+    spoolscp_queue_stats,
     synthetic_study,
     wait_exec_lines,
     wait_for,
@@ -83,3 +85,17 @@ def test_pending_timeout_fires_once_after_the_workers_were_killed(scp_servers, t
     (end,) = exec_log_lines(server)
     assert end.endswith(": CT000001 CT000003 MR000002 "), end  # ls order
     assert len(lines(server.workdir / "starts.log")) == 1
+
+
+def test_a_failing_command_is_retried_with_backoff_then_kept_failed(tmp_path):
+    """A non-zero exit is retried as [retry] says, then the command is 'failed' (visible in
+    queue stats) while the object it followed stays done."""
+    retry = "[retry]\nretries = 2\ndelay = 0.2\nbackoff = 1.0\n"
+    with scp_server("spoolscp", ["-ss", "PRE", "-xcr", "echo try >> tries.log; exit 3"], tmp_path / "s",
+                    extra_config=retry) as server:
+        files = synthetic_study(tmp_path / "in", StudySpec(f"{UID}8", "X^Y", count=1))
+        assert send_pynetdicom(server.port, files, tmp_path / "send.log") == ["0x0000"]
+        wait_for(lambda: spoolscp_queue_stats(server.config)["failed"] == 1, "the command to fail for good")
+        stats = spoolscp_queue_stats(server.config)
+    assert lines(server.workdir / "tries.log") == ["try"] * 3
+    assert (stats["done"], stats["failed"], stats["pending"] + stats["scheduled"]) == (1, 1, 0), stats
