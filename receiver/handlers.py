@@ -106,7 +106,20 @@ class StoreHandler:
             except UnsafeStudyDir as exc:
                 log.error("%s", exc)
                 return CANNOT_UNDERSTAND
+        if sort == "conc" and not self.prefix_parent_exists():
+            return CANNOT_UNDERSTAND
         return None
+
+    def prefix_parent_exists(self) -> bool:
+        """``-ss a/b`` is used raw: its folder can only be made if ``<od>/a`` exists (spec §6)."""
+        prefix = self.output.get("sort_prefix", "")
+        if "/" not in prefix:
+            return True
+        parent = f"{self.output['output_dir_display']}/{prefix.rpartition('/')[0]}"
+        if Path(self.output["output_dir"], prefix).parent.is_dir():
+            return True
+        log.error("could not create subdirectory for study: %s_...: no folder %s", parent, parent)
+        return False
 
     def status_for(self, info: SpoolInfo, sop_class: str, sop_instance: str) -> int:
         """DCMTK's status for a stored data set (spec §2.9), read without decoding it."""

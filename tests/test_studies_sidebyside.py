@@ -137,3 +137,15 @@ def test_no_reception_command_for_a_refused_object_where_dcmtk_runs_a_stale_one(
     first, stale, second = cmp.reference_execs
     assert stale == first and first != second  # the refused object repeated the first's #p #f
     assert cmp.candidate_execs == [first, second]
+
+
+def test_ss_prefix_into_a_missing_folder_is_refused_like_dcmtk(studies, tmp_path):
+    """-ss a/b uses the prefix raw: without <od>/a the study folder cannot be made, 0xC000.
+
+    DCMTK then keeps the failed folder as the open study: the next object of the study gets
+    0xA700 and both run -xcr with a file that was never written. spoolscp refuses every
+    object of the study alike and runs no command (README: not stored, no command)."""
+    cmp = run_study_scenario(["-ss", "a/b", "-xcr", REC], [ScenarioAssociation(studies["s2"])], tmp_path)
+    assert [r.reference_status for r in cmp.files.inputs] == ["0xC000", "0xA700"]
+    assert [r.candidate_status for r in cmp.files.inputs] == ["0xC000", "0xC000"]
+    assert cmp.files.pairs == [] and len(cmp.reference_execs) == 2 and cmp.candidate_execs == []
