@@ -30,6 +30,7 @@ from pynetdicom.pdu_primitives import (
     SCP_SCU_RoleSelectionNegotiation,
     SOPClassExtendedNegotiation,
 )
+from pynetdicom.pdu_items import SCP_SCU_RoleSelectionSubItem
 from pynetdicom.presentation import PresentationContext
 
 from receiver.assocdump import dump_parameters
@@ -106,6 +107,19 @@ def _late_refusal(acse: ACSE, policy: AcceptorPolicy, rq: A_ASSOCIATE) -> tuple[
     return None
 
 
+class _RoleAnswer(SCP_SCU_RoleSelectionNegotiation):
+    """A role item that may grant neither role: DCMTK answers 0/0 when a profile's only role
+    is one the SCU did not propose, and pynetdicom refuses to encode that."""
+
+    def from_primitive(self) -> SCP_SCU_RoleSelectionSubItem:
+        item = SCP_SCU_RoleSelectionSubItem()
+        item.from_primitive(self)
+        return item
+
+
+_RoleAnswer.__name__ = SCP_SCU_RoleSelectionNegotiation.__name__  # pynetdicom filters items by class name
+
+
 def _context(outcome: Outcome) -> PresentationContext:
     cx = PresentationContext()
     cx.context_id = outcome.context_id
@@ -127,7 +141,7 @@ def _user_information(acse: ACSE, outcomes: list[Outcome], extended: list[tuple[
     items += [max_length, class_uid]
     for outcome in outcomes:
         if (role := outcome.role_item()) is not None:
-            item = SCP_SCU_RoleSelectionNegotiation()
+            item = _RoleAnswer()
             item.sop_class_uid, item.scu_role, item.scp_role = role
             items.append(item)
     version = ImplementationVersionNameNotification()
@@ -187,7 +201,12 @@ def _negotiate_as_acceptor(self: ACSE) -> None:
     policy = getattr(self.assoc.ae, "storescp_policy", None)
     if policy is None:
         return _original(self)
-    return negotiate(self, policy)
+    try:
+        return negotiate(self, policy)
+    except Exception:  # noqa: BLE001 - the peer must get an answer, not a dead thread
+        log.exception("association negotiation failed, aborting")
+        self.assoc.abort()
+        return None
 
 
 def install() -> None:

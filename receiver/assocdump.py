@@ -68,7 +68,7 @@ def dump_parameters(acse: Any, kind: str, proposed: list[Proposed], outcomes: li
     """The dump DCMTK logs for the RQ (``outcomes`` None) or for the AC."""
     ae, requestor = acse.assoc.ae, acse.requestor
     rq = requestor.primitive
-    ext_rq = [str(i.sop_class_uid) for i in requestor.sop_class_extended] if requestor.sop_class_extended else []
+    ext_rq = [str(uid) for uid in requestor.sop_class_extended or {}]
     ext_ac = [str(i.sop_class_uid) for i in acse.acceptor.user_information
               if type(i).__name__ == "SOPClassExtendedNegotiation"] if kind == "AC" else []
     identity = ["present"] if requestor.user_identity else []

@@ -81,7 +81,37 @@ OPTION_SETS = {
     "-pm": ["-pm"],
     "-xf Default": ["-xf", STORESCP_CFG, "Default"],
     "-xf all dicom": ["-xf", STORESCP_CFG, "all dicom"],
+    "-pdu 65536": ["-pdu", "65536"],
 }
+US = "1.2.840.10008.5.1.4.1.1.3.1"  # UltrasoundMultiframeImageStorage
+ROLE_PROFILE = """[[TransferSyntaxes]]
+[Plain]
+TransferSyntax1 = LittleEndianImplicit
+TransferSyntax2 = LocalEndianExplicit
+[[PresentationContexts]]
+[Some]
+PresentationContext1 = CTImageStorage\\Plain
+PresentationContext2 = MRImageStorage\\Plain
+PresentationContext3 = UltrasoundMultiframeImageStorage\\Plain
+PresentationContext4 = 1.2.840.10008.5.1.4.1.1.7\\Plain
+PresentationContext5 = VerificationSOPClass\\Plain
+[[SCPSCURoleSelection]]
+[Roles]
+Role1 = CTImageStorage\\SCP
+Role2 = MRImageStorage\\BOTH
+Role3 = UltrasoundMultiframeImageStorage\\SCU
+Role4 = 1.2.840.10008.5.1.4.1.1.7\\scp
+[[ExtendedNegotiation]]
+[Ext]
+ExtendedNegotiation1 = CTImageStorage\\0102ff
+ExtendedNegotiation2 = MRImageStorage\\00
+ExtendedNegotiation3 = VerificationSOPClass\\AB
+[[Profiles]]
+[Roles and ext]
+PresentationContexts = Some
+SCPSCURoleSelection = Roles
+ExtendedNegotiation = Ext
+"""
 
 
 def _with_only_369_class(diffs: VersionDifferences) -> list[ProposedContext]:
@@ -117,6 +147,26 @@ def test_associate_ac_matches_dcmtk(options: list[str], tmp_path: Path, record_p
     print(f"{options}: {len(proposal)} contexts proposed, DCMTK accepted {len(accepted)}:"
           f" {[(cid, ts) for cid, _, ts in accepted]}")
     assert a.kind == "AC" and len(a.contexts) == len(proposal), a
+    problems = compare_associate_answers(a, b, proposal, options, diffs)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("roles", [
+    {CT: (True, True), MR: (True, False), US: (False, True)},
+    {CT: (False, True), "1.2.840.10008.5.1.4.1.1.7": (True, False), US: (True, True)},
+    {},
+], ids=["mixed", "scp-only", "none"])
+def test_profile_roles_and_extended_negotiation(roles: dict, tmp_path: Path) -> None:
+    """-xf with role selection and extended negotiation sections: same AC items as storescp."""
+    cfg = tmp_path / "roles.cfg"
+    cfg.write_text(ROLE_PROFILE)
+    proposal = [P(CT, (ELE,)), P(MR, (ILE, ELE)), P(US, (ELE,)), P("1.2.840.10008.5.1.4.1.1.7", (ILE,)),
+                P(VERIFICATION, (ILE,)), P(CT, (T + "4.50",))]
+    options = ["-xf", str(cfg), "roles and ext"]
+    with server_pair(options, tmp_path) as (ref, cand, diffs):
+        a, b = _both(ref, cand, contexts=proposal, roles=roles, extended={CT: b"\x01"})
+    print(f"{roles}: DCMTK {a.contexts} {a.user_items}")
+    assert a.kind == "AC"
     problems = compare_associate_answers(a, b, proposal, options, diffs)
     assert not problems, "\n".join(problems)
 
