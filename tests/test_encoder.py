@@ -24,7 +24,7 @@ from workers.encoder import CannotWrite, Encoding, conversion_possible, file_met
 DCMCONV = "/usr/bin/dcmconv"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 CT = "1.2.840.10008.5.1.4.1.1.2"
-LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+SHORT_VRS = set("AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
 UNDEFINED = 0xFFFFFFFF
 
 
@@ -43,7 +43,7 @@ class Enc:
         length = len(value) if length is None else length
         if self.implicit:
             return self.tag(tag) + struct.pack(self.o + "I", length) + value
-        if vr in LONG_VRS or len(vr) != 2 or not vr.isupper():
+        if vr not in SHORT_VRS and vr.isupper():  # DCMTK: unknown upper-case VRs have 4-byte lengths
             return self.tag(tag) + vr.encode() + struct.pack(self.o + "HI", 0, length) + value
         return self.tag(tag) + vr.encode() + struct.pack(self.o + "H", length) + value
 
@@ -181,6 +181,25 @@ CASES = {
                                               + LE.el(0xFFFCFFFC, "OB", bytes(10)), EXPLICIT_LE),
     "new VRs": (uids(LE) + LE.el(0x00081030, "UT", b"text ") + LE.el(0x00091001, "UN", b"ab")
                 + LE.el(0x0040A160, "UT", b"long text") + LE.el(0x00687001, "SV", struct.pack("<q", -5)), EXPLICIT_LE),
+    "value too long for a 2-byte length": (uids(IMP) + IMP.el(0x00081030, "LO", b"x" * 70000), IMPLICIT_LE),
+    "long US array, big endian out": (uids(IMP) + IMP.el(0x00181310, "US", IMP.us(*range(40000))), IMPLICIT_LE),
+    "unknown VRs in the stream": (uids(LE) + LE.el(0x00091001, "XY", b"abcd") + LE.el(0x00091002, "ab", b"ef")
+                                  + LE.el(0x00090010, "LO", b"ACME"), EXPLICIT_LE),
+    "odd binary values": (uids(LE) + LE.el(0x00181310, "US", b"\1\2\3") + LE.el(0x00091001, "UN", b"\1")
+                          + LE.el(0x00090010, "LO", b"ACME") + LE.el(0x7FE00010, "OW", b"\1\2\3"), EXPLICIT_LE),
+    "ambiguous VRs, implicit": (uids(IMP) + IMP.el(0x00280103, "US", IMP.us(1)) + IMP.el(0x00280106, "SS", IMP.us(0xFFFE))
+                                + IMP.el(0x00283006, "OW", IMP.us(1, 2)) + IMP.el(0x60003000, "OW", IMP.us(7))
+                                + IMP.el(0x7FE00010, "OW", IMP.us(5, 6)), IMPLICIT_LE),
+    "floats and AT, big endian": (uids(BE) + BE.el(0x00209165, "AT", BE.tag(0x00209056) + BE.tag(0x00209057))
+                                  + BE.el(0x00660016, "OF", struct.pack(">2f", 1.5, -2.0))
+                                  + BE.el(0x00660040, "OL", struct.pack(">2I", 1, 2))
+                                  + BE.el(0x00701003, "OD", struct.pack(">d", 3.25))
+                                  + BE.el(0x00280106, "SS", BE.us(0xFFFE)), EXPLICIT_BE),
+    "sequence delimiter inside explicit length": (uids(LE) + LE.el(0x00081110, "SQ", LE.item(LE.el(0x00081150, "UI", b"1.2\0"))
+                                                                   + LE.tag(0xFFFEE0DD) + bytes(4))
+                                                  + LE.el(0x00100010, "PN", b"A^B "), EXPLICIT_LE),
+    "odd pixel fragment": (uids(LE) + LE.el(0x7FE00010, "OB", LE.item(b"") + LE.item(b"\xff\xd8\xff")
+                                            + LE.tag(0xFFFEE0DD) + bytes(4), UNDEFINED), JPEG_BASELINE),
     "encapsulated pixel data": (uids(LE) + LE.el(0x7FE00010, "OB", LE.item(b"") + LE.item(b"\xff\xd8\xff")
                                                  + LE.tag(0xFFFEE0DD) + bytes(4), UNDEFINED), JPEG_BASELINE),
 }

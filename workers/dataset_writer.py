@@ -150,7 +150,8 @@ class Layout:
         header = self._header_size("OB")
         while header > padding:
             padding += pad_to
-        element = Element(PADDING, "OB", 0, padding - header, self.t.big, bytes(padding - header))
+        length = padding - header + ((padding - header) & 1)  # an OB value is kept even-length
+        element = Element(PADDING, "OB", 0, length, self.t.big, bytes(length))
         nodes.append(element)
         return self._element_size(element)
 
@@ -161,7 +162,7 @@ class Layout:
             return self._header_size("OB") + total
         if node.value is None and node.vr in STRING_VRS:
             node.value = normalize_string(bytes(self.buf[node.offset : node.offset + node.length]), node.vr)
-        length = len(node.value) if node.value is not None else node.length + (node.length & 1)
+        length = len(node.value) if node.value is not None else node.length + _pad_byte(node)
         self.sizes[id(node)] = length
         return self._header_size(self.written_vr(node.vr, length)) + length
 
@@ -188,8 +189,9 @@ class Layout:
                 self._emit_pixels(node, sink)
             else:
                 length = self.sizes[id(node)]
-                sink.write(self._header(node.tag, self.written_vr(node.vr, length), length))
-                self._emit_value(node, sink)
+                vr = self.written_vr(node.vr, length)
+                sink.write(self._header(node.tag, vr, length))
+                self._emit_value(node, vr, sink)
 
     def _emit_sequence(self, seq: Sequence, sink: Sink) -> None:
         explicit = self.t.explicit_length
@@ -215,18 +217,27 @@ class Layout:
             view.release()
         sink.write(self._item_tag(SEQUENCE_DELIMITER, 0))
 
-    def _emit_value(self, node: Element, sink: Sink) -> None:
+    def _emit_value(self, node: Element, written_vr: str, sink: Sink) -> None:
+        """The value in the output byte order, as dcmdata swaps it.
+
+        dcmdata holds a value in the machine's order (little endian here) and swaps it on
+        write by the width of the VR it writes; a VR written as OB/UN (``-u``, too long
+        for its length field) therefore keeps little-endian values even in big endian.
+        """
         if node.value is not None:
             sink.write(node.value)
             return
-        width = VALUE_WIDTH.get(node.vr, 1) if node.big != self.t.big else 1
+        width = VALUE_WIDTH.get(node.vr, 1)
+        big = self.t.big if VALUE_WIDTH.get(_WRITTEN_VR.get(written_vr, written_vr), 1) == width else False
+        width = width if node.big != big else 1
+        if _pad_byte(node):  # padded when read, so before any swap
+            _copy(memoryview(bytes(self.buf[node.offset : node.offset + node.length]) + b"\0"), width, sink.write)
+            return
         view = memoryview(self.buf)
         try:
             _copy(view[node.offset : node.offset + node.length], width, sink.write)
         finally:
             view.release()
-        if node.length & 1:
-            sink.write(b"\0")
 
     def _header(self, tag: int, vr: str, length: int) -> bytes:
         group, elem = tag >> 16, tag & 0xFFFF
@@ -238,6 +249,11 @@ class Layout:
 
     def _item_tag(self, tag: int, length: int) -> bytes:
         return self._hhi.pack(tag >> 16, tag & 0xFFFF, length)
+
+
+def _pad_byte(node: Element) -> int:
+    """1 if dcmdata pads the odd-length value with a NUL: every VR except OW (alignValue)."""
+    return node.length & 1 if node.vr not in ("OW", "lt") else 0
 
 
 def _copy(value: memoryview, width: int, write: Callable) -> None:
