@@ -77,6 +77,14 @@ def m001_jobs(db: sqlite_utils.Database) -> None:
     db.execute("INSERT OR IGNORE INTO tracker (id, tn_last, tn_counter) VALUES (1, '', -1)")
 
 
+@migrations()
+def m002_assoc_succession(db: sqlite_utils.Database) -> None:
+    """When each association began and ended, in reception order (``assocs.ended`` and
+    ``first_seq`` hold sequence numbers): the tracker ends a study on another sender's
+    object only if that sender began after the study's sender had ended (spec §7)."""
+    db.execute("ALTER TABLE assocs ADD COLUMN first_seq INTEGER")
+
+
 @dataclass(frozen=True)
 class Job:
     """One row of the job table, with its options decoded."""

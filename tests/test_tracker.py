@@ -220,3 +220,19 @@ def test_the_timer_places_a_late_object_before_judging_its_study_idle(db, tmp_pa
     assert rows(db, "exec") == []
     tracker.close_idle_studies(db, now=T0 + 3.6)
     assert len(rows(db, "exec")) == 1
+
+
+def test_an_overlapping_sender_does_not_end_a_finished_senders_study(db, tmp_path):
+    """a1 and a2 overlap: a1's end does not let a2's objects end a1's study (only -tos
+    does); a3, begun after a1 ended, follows it as in DCMTK and ends it."""
+    opts = options(tmp_path, sort="conc", exec_on_eostudy="eos #p")
+    receive(db, opts, "A", 1, "a1", at=0)
+    receive(db, opts, "B", 2, "a2", at=1)
+    jobs.record_assoc_end(db, "a1")
+    receive(db, opts, "B", 3, "a2", at=2)
+    tracker.track(db)
+    assert rows(db, "exec") == []
+    receive(db, opts, "C", 4, "a3", at=3)
+    tracker.track(db)
+    a_dir = rows(db, "store")[0].out_subdir
+    assert [e.command for e in rows(db, "exec")] == [f"eos out/{a_dir}"]

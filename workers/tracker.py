@@ -15,13 +15,13 @@ End of study (spec §7), per object *N* of study *S* arriving on association *α
    timestamp; ``-su``: the same name again);
 3. *N* gets its name and, with ``-xcr``, its command line;
 4. every other open study whose last object came on *α*, or on an association that
-   has since ended, ends (study change).
+   had ended before *α* began, ends (study change).
 
 With one association at a time this is exactly DCMTK's rule (one open study, closed
 by the next object of another study). With concurrent associations, studies being
 sent in parallel stay open side by side and never mix; each ends when its sender
-moves on to another study or ends and another object arrives, or after ``-tos``
-seconds without an object (Orthanc's "stable study").
+moves on to another study, when a sender that began after its sender had ended sends
+an object, or after ``-tos`` seconds without an object (Orthanc's "stable study").
 """
 
 from __future__ import annotations
@@ -62,9 +62,15 @@ class Tracker:
         }
         self.tn_last, self.tn_counter = c.execute("SELECT tn_last, tn_counter FROM tracker").fetchone()
 
-    def ended(self, assoc: str | None) -> bool:
-        row = self.c.execute("SELECT ended FROM assocs WHERE id = ?", (assoc,)).fetchone()
-        return bool(row and row[0])
+    def succeeded(self, earlier: str | None, later: str | None) -> bool:
+        """Did ``later`` begin after ``earlier`` had ended, one after the other as in DCMTK?
+
+        Senders that overlap in time are concurrent: one's end says nothing about the
+        other's study, which then ends by ``-tos`` (or when its own sender moves on).
+        """
+        ended = self.c.execute("SELECT ended FROM assocs WHERE id = ?", (earlier,)).fetchone()
+        began = self.c.execute("SELECT first_seq FROM assocs WHERE id = ?", (later,)).fetchone()
+        return bool(ended and ended[0] and began and began[0] and ended[0] < began[0])
 
     # -- names and folders ------------------------------------------------------
 
@@ -165,8 +171,9 @@ class Tracker:
         if opts.get("exec_on_reception"):
             self.add_reception_exec(job, opts["output_dir_display"] + (f"/{subdir}" if subdir else ""), name)
         if study:
+            self.c.execute("INSERT OR IGNORE INTO assocs (id, first_seq) VALUES (?, ?)", (job.assoc, job.seq))
             for other in [s for s in self.open.values() if s is not study]:
-                if other.last_assoc == job.assoc or self.ended(other.last_assoc):
+                if other.last_assoc == job.assoc or self.succeeded(other.last_assoc, job.assoc):
                     self.close(other, "change", job)
             study.last_at, study.last_assoc = job.received_at, job.assoc
             self.c.execute(
@@ -206,7 +213,10 @@ def _track_in(c: sqlite3.Connection) -> int:
     tracker = Tracker(c)
     for job in todo:
         if job.kind == "assoc_end":
-            c.execute("INSERT OR REPLACE INTO assocs (id, ended) VALUES (?, 1)", (job.assoc,))
+            c.execute(
+                "INSERT INTO assocs (id, ended) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET ended = excluded.ended",
+                (job.assoc, job.seq),
+            )
             _record(c, job.seq, {"state": "done"})
             continue
         if job.kind == "ignored":
