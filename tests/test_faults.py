@@ -233,8 +233,12 @@ def test_sigterm_lets_an_open_association_finish_then_the_receiver_exits(tmp_pat
         assert assoc.is_established and assoc.send_c_store(first).Status == 0
         receiver.proc.send_signal(signal.SIGTERM)
 
+        prober = AE(ae_title="LATE")  # a stopped listener may leave the request unanswered: short timeouts
+        prober.add_requested_context(dcmread(first).SOPClassUID, dcmread(first).file_meta.TransferSyntaxUID)
+        prober.acse_timeout = prober.network_timeout = 2
+
         def refuses_new_associations() -> bool:
-            late = ae.associate("127.0.0.1", receiver.port)
+            late = prober.associate("127.0.0.1", receiver.port)
             if late.is_established:
                 late.release()
             return not late.is_established
