@@ -10,9 +10,11 @@ message with Evt19 (A-ABORT); :func:`install` extends that to decoding errors.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
+from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
 log = logging.getLogger("spoolscp.receiver")
@@ -41,3 +43,22 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
 def install() -> None:
     """Patch once; calling again is harmless."""
     DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
+
+
+def abort_association(assoc: Any, timeout: float = 5.0) -> None:
+    """A-ABORT from any thread, on the wire before the connection closes.
+
+    ``Association.abort()`` marks the association killed at once, so its reactor thread may
+    shut the socket down before the DUL thread has sent the queued A-ABORT: the peer then
+    sees a bare close. Here the A-ABORT is sent first (the DUL leaves Sta6), then killed.
+    """
+    if assoc._sent_abort or assoc.is_released:
+        return
+    assoc._sent_abort = True
+    state = assoc.dul.state_machine.current_state
+    assoc.acse.send_abort(0x00)
+    deadline = time.monotonic() + timeout
+    while assoc.dul.state_machine.current_state == state and time.monotonic() < deadline:
+        time.sleep(0.005)
+    evt.trigger(assoc, evt.EVT_ABORTED, {})
+    assoc.kill()

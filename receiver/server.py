@@ -16,7 +16,7 @@ from typing import Any
 
 from pynetdicom import AE, _config, evt
 
-from receiver import acceptor, diskfull, dropfolder, handlers, pynetdicom_fixes, testoptions
+from receiver import acceptor, datasettimeout, diskfull, dropfolder, handlers, pynetdicom_fixes, testoptions
 from receiver.acceptor import AcceptorPolicy
 from receiver.negotiation import VERIFICATION, DefaultRules, ProfileRules, Rules, preference
 from receiver.profiles import ProfileError
@@ -90,6 +90,7 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     pynetdicom_fixes.install()
     acceptor.install()
     testoptions.install()
+    datasettimeout.install()
     _config.UNRESTRICTED_STORAGE_SERVICE = True  # a C-STORE is served on any accepted context (§2.6)
     ae = AE(ae_title=opts.aetitle)
     ae.storescp_policy = AcceptorPolicy(
@@ -106,7 +107,10 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     ae.maximum_pdu_size = opts.max_pdu
     ae.acse_timeout = opts.acse_timeout
     ae.dimse_timeout = opts.dimse_timeout
-    ae.network_timeout = opts.socket_timeout if opts.socket_timeout > 0 else None
+    ae.storescp_dataset_timeout = opts.dimse_timeout  # -td: only while a data set arrives
+    # -ts drops an idle association, except with -tos, whose polling never lets it expire
+    idle_limit = opts.socket_timeout > 0 and opts.eostudy_timeout is None
+    ae.network_timeout = opts.socket_timeout if idle_limit else None
     ae.add_supported_context(VERIFICATION, preference(opts.prefer))  # start_server wants one
     return ae
 

@@ -25,7 +25,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from receiver.pynetdicom_fixes import discard_partial
+from receiver.pynetdicom_fixes import abort_association, discard_partial
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -68,7 +68,7 @@ def _abort_during(provider: DIMSEServiceProvider) -> None:
     message, provider.message = provider.message, None
     discard_partial(message)
     provider._storescp_aborted = True  # type: ignore[attr-defined] - later P-DATA is dropped
-    threading.Thread(target=provider.assoc.abort, daemon=True).start()
+    threading.Thread(target=abort_association, args=(provider.assoc,), daemon=True).start()
 
 
 def _sleep_during(tests: TestOptions, message: Any, pdvs: list[bytes]) -> None:
@@ -125,7 +125,7 @@ def store_handler(store: Callable[[evt.Event], int], tests: TestOptions) -> Call
 
     def abort_after(event: evt.Event) -> int:
         _log_abort(SEND_FAILED)
-        event.assoc.abort()
+        abort_association(event.assoc)
         return OUT_OF_RESOURCES
 
     return abort_after

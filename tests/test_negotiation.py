@@ -9,6 +9,7 @@ transfer syntax, AE titles, user items), translated only by ``VersionDifferences
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -331,3 +332,53 @@ def test_verbose_pc_dumps_rq_and_ac(tmp_path: Path) -> None:
 
     assert lines(logs[0]) == lines(logs[1])
     assert "I:     Accepted Transfer Syntax: =LittleEndianExplicit" in logs[1]
+
+
+def _stalled_store(port: int, dataset: bytes, uid: str, stall: float) -> str:
+    """C-STORE whose data set stops half-way for ``stall`` seconds; the answer's PDU kind."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.pdu import P_DATA_TF
+
+    from sidebyside import _rq_pdu, _read_pdu
+
+    req = C_STORE()
+    req.MessageID, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID, req.Priority = 1, CT, uid, 2
+    req.DataSet = BytesIO(dataset)
+    msg = C_STORE_RQ()
+    msg.primitive_to_message(req)
+    pdus = []
+    for primitive in msg.encode_msg(1, 4096):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(primitive)
+        pdus.append(pdu.encode())
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(_rq_pdu([P(CT, (ILE,))], "STALL", "ANY-SCP", "1.2.840.10008.3.1.1.1", "1.2.3", {}, {}))
+        assert _read_pdu(sock)[0] == 0x02
+        sock.sendall(b"".join(pdus[:3]))
+        time.sleep(stall)
+        with contextlib.suppress(OSError):  # spoolscp may have closed already
+            sock.sendall(b"".join(pdus[3:]))
+        answer = _read_pdu(sock)
+    return {None: "closed", 0x07: "A-ABORT", 0x04: "P-DATA (a response)"}.get(answer and answer[0], "?")
+
+
+def test_dimse_timeout_applies_to_the_data_set(tmp_path: Path) -> None:
+    """-td 1 and a data set that stalls 2.5 s: no response, the association is aborted, no file."""
+    ds = dcmread(CT_SMALL)
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, ds)
+    with server_pair(["-td", "1", "-v"], tmp_path) as (ref, cand, _):
+        answers = [_stalled_store(s.port, buffer.getvalue(), str(ds.SOPInstanceUID), 2.5) for s in (ref, cand)]
+        time.sleep(0.3)
+        logs = [s.stderr_text() for s in (ref, cand)]
+    assert answers == ["A-ABORT", "A-ABORT"], answers
+    assert not any(ref.outdir.iterdir()) and not any(cand.outdir.iterdir())
+    line = "E: Store SCP Failed: 0006:0207 DIMSE No data available (timeout in non-blocking mode)"
+    assert line in logs[0] and line in logs[1]
