@@ -127,12 +127,15 @@ class DropFolder(FileSystemEventHandler):
     def _loop(self) -> None:
         next_rescan = 0.0
         while not self._stop.is_set():
-            if time.monotonic() >= next_rescan:
-                self.scan_folder()
-                next_rescan = time.monotonic() + self.rescan
-            ready = self.ready_files()
-            if ready:
-                self.ingest_batch(ready)
+            try:
+                if time.monotonic() >= next_rescan:
+                    next_rescan = time.monotonic() + self.rescan
+                    self.scan_folder()
+                ready = self.ready_files()
+                if ready:
+                    self.ingest_batch(ready)
+            except Exception:  # noqa: BLE001 - the folder must keep being watched; files wait
+                log.exception("drop folder %s: unexpected error (the files stay for the next rescan)", self.inbox)
             self._stop.wait(LOOK_INTERVAL)
 
     # -- deciding what is complete ------------------------------------------------------
@@ -179,6 +182,9 @@ class DropFolder(FileSystemEventHandler):
             info = scan_spool(path)
         except FileNotFoundError:
             return  # taken away meanwhile
+        except OSError as exc:  # unreadable (permissions): left for the next rescan
+            log.error("cannot read %s in the drop folder: %s", path.name, exc)
+            return
         except ValueError as exc:  # BrokenDataSet, unknown transfer syntax
             self.reject(path, str(exc))
             return

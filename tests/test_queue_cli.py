@@ -149,6 +149,10 @@ def test_recover_requeues_dead_workers_jobs_and_sweeps_the_spool(capsys, state):
     db.execute("UPDATE jobs SET state = 'running', pid = ?, host = ? WHERE seq = ?",
                (int(dead.stdout), jobs.HOST, seqs["other_study"]))
     db.execute("UPDATE jobs SET updated_at = ? WHERE seq = ?", (time.time() - HOUR, seqs["queued"]))
+    expired, leased = (jobs.record_received(db, received(n)) for n in (10, 11))  # workers on another host
+    for seq, lease in ((expired, time.time() - 1), (leased, time.time() + HOUR)):
+        db.execute("UPDATE jobs SET state = 'running', pid = 1, host = 'elsewhere', lease_until = ? WHERE seq = ?",
+                   (lease, seq))
     db.execute("UPDATE jobs SET tracked = 1")  # placed by the tracker already (these rows have no options)
     names = {n: jobs.row(db, s)["spool"] for n, s in seqs.items()}
     db.close()
@@ -160,11 +164,12 @@ def test_recover_requeues_dead_workers_jobs_and_sweeps_the_spool(capsys, state):
     os.utime(orphan, (time.time() - HOUR, time.time() - HOUR))
 
     done = run_json(capsys, state_dir, "recover")
-    assert done["requeued"] == [seqs["queued"], seqs["other_study"]]
+    assert done["requeued"] == [seqs["queued"], seqs["other_study"], expired]
     assert sorted(done["spool_removed"]) == sorted(
         [names["old_done"], names["new_done"], names["untracked_done"], "orphan.dcm"])
     left = sorted(p.name for p in spool_dir.iterdir())
     assert left == sorted([names["queued"], names["failed"], names["other_study"], "young.dcm"])
+    assert run_json(capsys, state_dir, "show", str(leased))["state"] == "running"  # its lease still runs
     # idempotent, and a job whose message is still waiting gets no duplicate
     assert run_json(capsys, state_dir, "recover") == {"requeued": [], "spool_removed": []}
 
