@@ -1326,15 +1326,21 @@ class StudyComparison:
 
 
 def shape_exec_lines(lines: list[str], outdir: Path, scheme: NamingScheme) -> list[str]:
-    """Replace every study folder name in the command lines by its shape (timestamps)."""
+    """Command lines with study folder and file names replaced by their shapes (the
+    timestamps of ``-ss``/``-sp``/``-tn``, the generated UIDs of ``+uf``)."""
     dirs = {p.name for p in outdir.iterdir() if p.is_dir()}
     shapes = scheme.dir_shapes(dirs)
     shaped = []
     for line in lines:
         for name in sorted(dirs, key=len, reverse=True):
             line = line.replace(f"/{name}", f"/{shapes[name]}")
-        shaped.append(line)
+        shaped.append(" ".join(_shape_word(word, scheme) for word in line.split(" ")))
     return shaped
+
+
+def _shape_word(word: str, scheme: NamingScheme) -> str:
+    parts = scheme.parse_file(word)
+    return scheme.file_shape(parts, parts["code"]) if parts else word
 
 
 def _run_scenario_side(server: ServerProcess, plan: Sequence[ScenarioAssociation],
