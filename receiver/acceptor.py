@@ -30,8 +30,10 @@ from pynetdicom.pdu_primitives import (
     SCP_SCU_RoleSelectionNegotiation,
     SOPClassExtendedNegotiation,
 )
+from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_items import SCP_SCU_RoleSelectionSubItem
 from pynetdicom.presentation import PresentationContext
+from pynetdicom.utils import decode_bytes
 
 from receiver.assocdump import dump_parameters
 from receiver.negotiation import DEFAULT_ROLE, Outcome, Proposed, Rules
@@ -209,6 +211,25 @@ def _negotiate_as_acceptor(self: ACSE) -> None:
         return None
 
 
+def _keeping_leading_spaces(prop: property) -> property:
+    """An RQ AE title setter that drops only trailing spaces, as DCMTK does (spec §2.3).
+
+    pynetdicom strips both ends, so an SCU calling as ``" X"`` would get ``"X"`` echoed in
+    the AC (and in the files' meta). A value of spaces only still goes to pynetdicom's check.
+    """
+    def setter(self: A_ASSOCIATE_RQ, value: str | bytes | None) -> None:
+        if isinstance(value, bytes) and value.strip(b" "):
+            value = decode_bytes(value).rstrip(" ")
+        prop.fset(self, value)  # type: ignore[misc]
+
+    return property(prop.fget, setter, doc=prop.__doc__)
+
+
+_RQ_AE_TITLES = {name: getattr(A_ASSOCIATE_RQ, name) for name in ("called_ae_title", "calling_ae_title")}
+
+
 def install() -> None:
     """Route pynetdicom's acceptor through :func:`negotiate`; calling again is harmless."""
     ACSE._negotiate_as_acceptor = _negotiate_as_acceptor  # type: ignore[method-assign]
+    for name, prop in _RQ_AE_TITLES.items():
+        setattr(A_ASSOCIATE_RQ, name, _keeping_leading_spaces(prop))

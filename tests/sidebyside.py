@@ -1540,8 +1540,8 @@ def decode_associate_ac(body: bytes) -> AssociationAnswer:
             contexts.append((data[0], data[2], ts))
         elif item_type == 0x50:
             user = [(t, _user_item(t, d)) for t, d in _items(data)]
-    return AssociationAnswer("AC", None, body[4:20].decode("ascii").strip(),
-                             body[20:36].decode("ascii").strip(), app, tuple(contexts), tuple(user))
+    return AssociationAnswer("AC", None, body[4:20].decode("latin-1"),  # AE fields as sent, padding too
+                             body[20:36].decode("latin-1"), app, tuple(contexts), tuple(user))
 
 
 def request_association(port: int, contexts: Sequence[ProposedContext], *, calling: str = "NEGOSCU",

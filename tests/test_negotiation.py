@@ -173,10 +173,12 @@ def test_profile_roles_and_extended_negotiation(roles: dict, tmp_path: Path) -> 
 
 
 def test_rejections_match_dcmtk(tmp_path: Path) -> None:
-    """Bad application context: RJ 1/1/2; no Implementation Class UID: still accepted (§2.2)."""
+    """Bad application context: RJ 1/1/2; no Implementation Class UID: still accepted; AE
+    titles echoed with their leading spaces (§2.2, §2.3)."""
     ctx = [P(CT, (ELE,))]
     with server_pair(["-v"], tmp_path) as (ref, cand, diffs):
         for request in ({"contexts": ctx, "app_context": "1.2.3.4"},
+                        {"contexts": ctx, "called": "  LEAD", "calling": " X Y&Z"},
                         {"contexts": ctx, "implementation_uid": None}):
             a, b = _both(ref, cand, **request)
             print(f"{request}: DCMTK {a.kind} {a.reject}, spoolscp {b.kind} {b.reject}")
