@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from pydicom.data import get_testdata_file
+from watchdog.events import FileClosedEvent
 
 from sidebyside import (
     SUCCESS,
@@ -25,7 +26,7 @@ from sidebyside import (
     spoolscp_queue_stats,
     wait_output_complete,
 )
-from receiver.dropfolder import CALLING_AE, REJECTED
+from receiver.dropfolder import CALLING_AE, REJECTED, DropFolder
 
 FILES = {"before_start": "CT_small.dcm", "renamed_in": "MR_small.dcm", "slow": "waveform_ecg.dcm"}
 SETTLE = 1.0
@@ -80,3 +81,20 @@ def test_files_dropped_into_the_inbox_are_stored_like_received_ones(tmp_path: Pa
         {f.relpath: f.digest for f in read_tree(reference.outdir)}
     assert list((server.workdir / "state" / "spool").glob("*.dcm")) == []
     assert not os.listdir(server.workdir / "state" / "spool" / "incoming")
+
+
+def test_a_file_whose_events_were_missed_is_found_by_the_rescan_once_quiet(tmp_path: Path) -> None:
+    """No observer runs here: only the rescan sees the files, as after lost inotify events."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    folder = DropFolder(inbox, tmp_path / "incoming", store=None, called_ae="SCP", settle=60.0)
+    (inbox / "old.dcm").write_bytes(b"complete")
+    os.utime(inbox / "old.dcm", (time.time() - 120, time.time() - 120))
+    (inbox / "fresh.dcm").write_bytes(b"maybe still being written")
+    (inbox / ".hidden.dcm.part").write_bytes(b"a writer's temporary name")
+    folder.scan_folder()
+    assert folder.ready_files() == []  # one look is not enough: the size must hold still
+    assert folder.ready_files() == [inbox / "old.dcm"]  # quiet for longer than settle
+    assert folder.ready_files() == []  # fresh.dcm: written a moment ago, and no close was seen
+    folder.on_any_event(FileClosedEvent(str(inbox / "fresh.dcm")))
+    assert folder.ready_files() == [inbox / "fresh.dcm"]  # closed after writing, unchanged since

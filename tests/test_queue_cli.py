@@ -149,6 +149,9 @@ def test_recover_requeues_dead_workers_jobs_and_sweeps_the_spool(capsys, state):
     db.execute("UPDATE jobs SET state = 'running', pid = ?, host = ? WHERE seq = ?",
                (int(dead.stdout), jobs.HOST, seqs["other_study"]))
     db.execute("UPDATE jobs SET updated_at = ? WHERE seq = ?", (time.time() - HOUR, seqs["queued"]))
+    late_retry, due_retry = (jobs.record_received(db, received(n)) for n in (12, 13))
+    for seq, updated in ((late_retry, time.time() - HOUR), (due_retry, time.time())):
+        db.execute("UPDATE jobs SET state = 'scheduled', attempts = 1, updated_at = ? WHERE seq = ?", (updated, seq))
     expired, leased = (jobs.record_received(db, received(n)) for n in (10, 11))  # workers on another host
     for seq, lease in ((expired, time.time() - 1), (leased, time.time() + HOUR)):
         db.execute("UPDATE jobs SET state = 'running', pid = 1, host = 'elsewhere', lease_until = ? WHERE seq = ?",
@@ -164,7 +167,8 @@ def test_recover_requeues_dead_workers_jobs_and_sweeps_the_spool(capsys, state):
     os.utime(orphan, (time.time() - HOUR, time.time() - HOUR))
 
     done = run_json(capsys, state_dir, "recover")
-    assert done["requeued"] == [seqs["queued"], seqs["other_study"], expired]
+    # the retry an hour late lost its Huey message; the other one is still on its way
+    assert done["requeued"] == [seqs["queued"], seqs["other_study"], late_retry, expired]
     assert sorted(done["spool_removed"]) == sorted(
         [names["old_done"], names["new_done"], names["untracked_done"], "orphan.dcm"])
     left = sorted(p.name for p in spool_dir.iterdir())
