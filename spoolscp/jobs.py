@@ -392,8 +392,9 @@ def purge_done(db: JobDB, older_than: float) -> list[int]:
     """Delete ``done`` rows last updated more than ``older_than`` seconds ago; return them.
 
     Kept anyway: objects the tracker has not placed yet and association markers it has
-    not read (both decide how later studies end), and rows an unfinished command still
-    waits on (``after_seq``).
+    not read (both decide how later studies end), rows an unfinished command still
+    waits on (``after_seq``), and the objects of a study that is still open or not yet
+    renamed (its end of study reads them: ``-tos``, the ``-rns`` plan).
     """
     cutoff = time.time() - older_than
     with db.transaction() as c:
@@ -403,7 +404,9 @@ def purge_done(db: JobDB, older_than: float) -> list[int]:
                 "SELECT seq FROM jobs WHERE state = 'done' AND updated_at < ?"
                 " AND (tracked = 1 OR kind IN ('eos', 'exec'))"
                 " AND seq NOT IN (SELECT after_seq FROM jobs WHERE after_seq IS NOT NULL"
-                " AND state NOT IN ('done', 'failed'))",
+                " AND state NOT IN ('done', 'failed'))"
+                " AND (study_id IS NULL OR (study_id NOT IN (SELECT id FROM studies WHERE state = 'open')"
+                " AND study_id NOT IN (SELECT study_id FROM jobs WHERE kind = 'eos' AND state NOT IN ('done', 'failed'))))",
                 (cutoff,),
             )
         ]

@@ -236,3 +236,14 @@ def test_an_overlapping_sender_does_not_end_a_finished_senders_study(db, tmp_pat
     tracker.track(db)
     a_dir = rows(db, "store")[0].out_subdir
     assert [e.command for e in rows(db, "exec")] == [f"eos out/{a_dir}"]
+
+
+def test_purging_done_rows_keeps_the_objects_of_an_open_or_unrenamed_study(db, tmp_path):
+    opts = options(tmp_path, sort="conc", rename_on_eostudy=True, eostudy_timeout=2)
+    for n, study in enumerate(["s1", "s2"], start=1):
+        jobs.mark_done(db, receive(db, opts, study, n, at=n))
+    tracker.track(db)  # s2 ended s1: s1's rename is waiting, s2 is open
+    assert jobs.purge_done(db, older_than=-1) == []
+    (eos,) = rows(db, "eos")
+    jobs.mark_done(db, eos.seq)
+    assert sorted(jobs.purge_done(db, older_than=-1)) == [1, eos.seq]  # s1 done with; s2 open
