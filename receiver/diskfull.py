@@ -12,15 +12,13 @@ is not on disk, and the association stays usable for objects that fit later.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import tempfile
 import threading
 from typing import Any
 
 from pynetdicom import dimse_messages
-
-log = logging.getLogger("spoolscp.receiver")
 
 _errors: dict[str, OSError] = {}
 _errors_lock = threading.Lock()
@@ -59,7 +57,8 @@ class SpoolingFile:
             self.failed = True
             with _errors_lock:
                 _errors[self.name] = exc
-            os.truncate(self.name, 0)  # give the space back to the objects being received
+            with contextlib.suppress(OSError):  # give the space back to the objects being received
+                os.truncate(self.name, 0)
 
 
 def write_error(path: os.PathLike | str) -> OSError | None:

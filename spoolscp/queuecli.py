@@ -23,6 +23,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
@@ -163,8 +164,6 @@ def do_purge(args: argparse.Namespace, settings: Settings, db: jobs.JobDB) -> Ac
 
 
 def do_recover(args: argparse.Namespace, settings: Settings, db: jobs.JobDB) -> Action:
-    from dataclasses import asdict
-
     from workers.app import open_queue
     from workers.recovery import jobs_with_messages
     from workers.tasks import run_reconcile
