@@ -389,7 +389,8 @@ def requeue_failed(db: JobDB, seqs: list[int] | None = None) -> list[int]:
 
 
 def purge_done(db: JobDB, older_than: float) -> list[int]:
-    """Delete ``done`` rows last updated more than ``older_than`` seconds ago; return them.
+    """Delete ``done`` rows last updated more than ``older_than`` seconds ago; return the jobs
+    among them (markers of ended associations go too, uncounted).
 
     Kept anyway: objects the tracker has not placed yet and association markers it has
     not read (both decide how later studies end), rows an unfinished command still
@@ -399,9 +400,9 @@ def purge_done(db: JobDB, older_than: float) -> list[int]:
     cutoff = time.time() - older_than
     with db.transaction() as c:
         found = [
-            s
-            for (s,) in c.execute(
-                "SELECT seq FROM jobs WHERE state = 'done' AND updated_at < ?"
+            (s, kind)
+            for s, kind in c.execute(
+                "SELECT seq, kind FROM jobs WHERE state = 'done' AND updated_at < ?"
                 " AND (tracked = 1 OR kind IN ('eos', 'exec'))"
                 " AND seq NOT IN (SELECT after_seq FROM jobs WHERE after_seq IS NOT NULL"
                 " AND state NOT IN ('done', 'failed'))"
@@ -410,8 +411,8 @@ def purge_done(db: JobDB, older_than: float) -> list[int]:
                 (cutoff,),
             )
         ]
-        c.executemany("DELETE FROM jobs WHERE seq = ?", [(s,) for s in found])
-    return found
+        c.executemany("DELETE FROM jobs WHERE seq = ?", [(s,) for s, _ in found])
+    return [s for s, kind in found if kind != "assoc_end"]
 
 
 def spool_states(db: JobDB) -> dict[str, str]:
