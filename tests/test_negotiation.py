@@ -274,15 +274,19 @@ def _ct_inputs(tmp_path: Path, count: int) -> list:
 def test_test_options_side_by_side(options: list[str], expected: str, tmp_path: Path) -> None:
     """Statuses and output files equal DCMTK's: aborts get no response and leave no file."""
     files = _ct_inputs(tmp_path, 2)
-    cmp = run_side_by_side([*options, "-v"], [files], "pynetdicom", tmp_path)
+    cmp = run_side_by_side([*options, "-d"], [files], "pynetdicom", tmp_path)
     print(f"{options}: DCMTK {cmp.reference.statuses}, spoolscp {cmp.candidate.statuses}")
     assert cmp.reference.statuses[0][0] == expected
     assert cmp.ok, cmp.report()
     if expected != SUCCESS or "--ignore" in options:
         assert not any(cmp.candidate.server.outdir.iterdir())
+    log = cmp.candidate.server.stderr_text()
     if "abort" in options[0]:
-        log = cmp.candidate.server.stderr_text()
         assert "I: ABORT initiated (due to command line options)" in log
+    if options[0] == "--sleep-after":  # once per store, after its response
+        assert log.count("D: sleeping 1 s after the store (--sleep-after)") == 2
+    if options[0] == "--sleep-during":  # start, every PDV, end: at least 3 per store
+        assert log.count("during the store (--sleep-during)") >= 2
 
 
 @pytest.mark.parametrize("option", ["--abort-after", "--abort-during"])
