@@ -1,7 +1,7 @@
 """Issue 3 acceptance: every storescp output option writes DCMTK's bytes (spec §10).
 
-Each option set sends pydicom's whole corpus with DCMTK's storescu (one association per
-file) to DCMTK storescp and to spoolscp, and compares statuses, names, meta and data set
+Each option set sends pydicom's whole corpus with DCMTK's storescu (up to 8 files per
+association, see :func:`batched`) to DCMTK storescp and to spoolscp, and compares statuses, names, meta and data set
 bytes (deflated data sets inflated, see ``sidebyside.read_output``). Both senders are covered
 for the issue-2 sets by ``test_fidelity.py``; one sender is enough to show the encoding.
 
@@ -37,6 +37,22 @@ OPTION_SETS = {
 }
 
 
+def batched(files: list[InputFile], size: int = 8) -> list[list[InputFile]]:
+    """Associations of up to *size* files (5x faster than one per file, both sides).
+
+    A file whose SOP Instance UID was sent already (34 of pydicom's files) overwrites that
+    output on both sides, so it goes into an association of its own at the end, in corpus
+    order, as in ``one_per_file``: spoolscp's worker pool may finish the writes of objects
+    of one association out of order, and the last one received must win on both sides.
+    """
+    seen: set[str] = set()
+    first, repeats = [], []
+    for f in files:
+        (repeats if f.meta_uid in seen else first).append(f)
+        seen.add(f.meta_uid)
+    return [first[i:i + size] for i in range(0, len(first), size)] + [[f] for f in repeats]
+
+
 @pytest.fixture(scope="module")
 def corpus() -> list[InputFile]:
     files = pydicom_corpus()
@@ -47,7 +63,7 @@ def corpus() -> list[InputFile]:
 @pytest.mark.parametrize("options", OPTION_SETS.values(), ids=OPTION_SETS.keys())
 def test_encoding_fidelity(options: list[str], corpus: list[InputFile], tmp_path: Path) -> None:
     """Same statuses and names, and byte-identical data sets, for every file both stored."""
-    cmp = run_side_by_side(options, one_per_file(corpus), "dcmtk", tmp_path)
+    cmp = run_side_by_side(options, batched(corpus), "dcmtk", tmp_path)
     stored = sum(is_success(r.reference_status) for r in cmp.inputs)
     both = [p for p in cmp.pairs if p.reference and p.candidate]
     identical = sum(p.reference.dataset == p.candidate.dataset for p in both)
