@@ -24,6 +24,7 @@ from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_RELEASE
 
 from receiver import diskfull
+from receiver.groupcommit import GroupCommit
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
 from spoolscp.sopclasses import log_code_for
@@ -75,6 +76,10 @@ class StoreHandler:
     host_lookup: bool
     _peers: "weakref.WeakKeyDictionary[Association, Peer]" = field(default_factory=weakref.WeakKeyDictionary)
     _peers_lock: threading.Lock = field(default_factory=threading.Lock)
+    committer: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.committer = GroupCommit(self.jobs_db, self.spool_dir)
 
     def peer(self, assoc: Association) -> Peer:
         """The association's peer, looked up once per association."""
@@ -169,13 +174,12 @@ class StoreHandler:
             log.error("cannot write DICOM file: %s...: File name too long", sop_instance[:64])
             return OUT_OF_RESOURCES, None
         try:
-            spooled = spool.commit(received, self.spool_dir)
+            spooled = spool.commit(received, self.spool_dir, sync_dir=False)  # the committer syncs it
         except OSError as exc:
             log.error("cannot spool received object %s: %s", sop_instance, exc)
             return OUT_OF_RESOURCES, None
         try:
-            seq = jobs.record_received(
-                self.jobs_db,
+            seq = self.committer.record(
                 {
                     "spool": spooled,
                     "received_at": time.time(),

@@ -17,6 +17,8 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
+from receiver import reactor_wakeups
+
 log = logging.getLogger("spoolscp.receiver")
 
 _original_receive = DIMSEServiceProvider.receive_primitive
@@ -43,6 +45,7 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
 def install() -> None:
     """Patch once; calling again is harmless."""
     DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
+    reactor_wakeups.install()
 
 
 def abort_association(assoc: Any, timeout: float = 5.0) -> None:

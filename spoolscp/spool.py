@@ -8,8 +8,8 @@ A spool file is a complete DICOM Part 10 file as pynetdicom's chunked receive wr
   and whose (0002,0010) is the transfer syntax accepted for the presentation context;
 * the data set bytes exactly as they arrived on the network, never decoded.
 
-The receiver writes it under ``incoming/``, fsyncs it, renames it into the spool folder
-and fsyncs the folder, then records a job row (``spoolscp.jobs``). Only then is the
+The receiver writes it under ``incoming/``, renames it into the spool folder, fsyncs it
+and the folder, then records a job row (``spoolscp.jobs``). Only then is the
 object acknowledged. A worker reads the spool file, writes the output, marks the job
 done and only then removes the spool file. A spool file is therefore on disk for every
 job that is not done, and a spool file without a job row was never acknowledged.
@@ -43,20 +43,30 @@ def new_spool_name() -> str:
     return f"{time.time_ns()}-{os.getpid()}-{n}.dcm"
 
 
-def commit(received: Path, spool_dir: Path) -> str:
+def commit(received: Path, spool_dir: Path, sync_dir: bool = True) -> str:
     """Make a completely received file durable in the spool and return its name.
 
     The file must live on the same file system as ``spool_dir`` (pynetdicom's temp
-    folder is pointed at ``spool_dir/incoming`` for that reason).
+    folder is pointed at ``spool_dir/incoming`` for that reason). It is renamed before
+    its fsync: a journalling file system then commits the rename with the data, and
+    the folder's fsync has next to nothing left to do. ``sync_dir=False`` leaves that
+    fsync to the caller, who may do one for several files (before acknowledging any).
+    A file renamed but not yet recorded is, like any spool file without a job, one
+    that was never acknowledged.
     """
-    fd = os.open(received, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     name = new_spool_name()
     os.replace(received, spool_dir / name)
-    fsync_dir(spool_dir)
+    try:
+        fd = os.open(spool_dir / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if sync_dir:
+            fsync_dir(spool_dir)
+    except OSError:
+        (spool_dir / name).unlink(missing_ok=True)
+        raise
     return name
 
 

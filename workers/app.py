@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from huey import Huey, RedisHuey, SqliteHuey
+from huey.storage import SqliteStorage
 
 from spoolscp.settings import Settings
 from workers import tasks
@@ -29,13 +30,28 @@ class Queue:
         self.huey.enqueue(self.tasks.run_job.s(seq))
 
 
+class WakeupStorage(SqliteStorage):
+    """Huey's SQLite queue without an fsync per message.
+
+    A message only wakes a worker up; the job row (committed with fsync) is the truth,
+    and the reconciler re-sends the message of a queued job that has none. WAL with
+    ``synchronous=NORMAL`` loses at most the last messages on power loss, never the file.
+    """
+
+    def _create_connection(self):  # type: ignore[no-untyped-def]
+        conn = super()._create_connection()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+
 def make_huey(settings: Settings) -> Huey:
     """SQLite by default; Redis when workers on several hosts share the queue."""
     if settings.queue_backend == "redis":
         return RedisHuey("spoolscp", url=settings.redis_url, results=False)
     if settings.queue_backend == "sqlite":
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey("spoolscp", filename=str(settings.queue_db), fsync=True, timeout=30, results=False)
+        return SqliteHuey("spoolscp", filename=str(settings.queue_db), timeout=30, results=False,
+                          storage_class=WakeupStorage)
     raise ValueError(f"unknown queue backend {settings.queue_backend!r} (sqlite or redis)")
 
 

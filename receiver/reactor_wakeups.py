@@ -1,0 +1,222 @@
+"""Event-driven wake-ups for pynetdicom 3.0.4's polling reactors (an upstreamable patch).
+
+Each association runs two polling loops: the DUL thread sleeps 1 ms whenever a pass
+found nothing to do, and the association thread sleeps 1 ms before every look at its
+DIMSE queue; ``Association.kill`` polls every 10 ms and ``stop_dul`` every 1 ms.
+Every C-STORE pays several of those sleeps (request in, response out) and every
+association their sum, plus a thousand idle wake-ups per second per thread.
+
+:func:`install` keeps the loops and replaces only their sleeps by waits that end as
+soon as there is work:
+
+* the DUL thread waits in ``select`` on its socket and a wake-up socket pair, which is
+  poked whenever a primitive is queued for it to send or it is told to stop;
+* the association thread waits on an :class:`threading.Event` set whenever the DUL
+  queues a DIMSE message or an ACSE primitive for it, finishes a state-machine action,
+  or exits.
+
+A wait is capped (:data:`IDLE_WAIT`), so the timers the loops check on every pass
+(ARTIM, network idle) still fire, at most that much late. Sleeps elsewhere in the two
+modules, and in other threads, stay real sleeps.
+"""
+
+from __future__ import annotations
+
+import queue
+import select
+import socket
+import sys
+import threading
+import time
+from types import CodeType
+from typing import Any, Callable
+
+from pynetdicom import association, dul, fsm
+
+IDLE_WAIT = 0.05  # longest wait of an idle reactor before it looks at its timers again
+
+
+class _WakingQueue(queue.Queue):
+    """A queue that calls ``wake`` after every ``put``."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._wake()
+
+
+class _DULWakeup:
+    """The DUL thread's wake-up channel: a non-blocking socket pair."""
+
+    def __init__(self) -> None:
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+
+    def poke(self) -> None:
+        try:
+            self.writer.send(b"\0")
+        except OSError:  # already poked (buffer full) or closed: either way nothing to add
+            pass
+
+    def wait(self, provider: dul.DULServiceProvider, timeout: float) -> None:
+        """Until the peer sent data, someone poked, or ``timeout``."""
+        watched: list[Any] = [self.reader]
+        sock = provider.socket.socket if provider.socket is not None else None
+        if sock is not None and sock.fileno() >= 0:
+            watched.append(sock)
+        try:
+            select.select(watched, [], [], timeout)
+            while self.reader.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except (OSError, ValueError):  # the socket closed under us: the loop will notice
+            time.sleep(min(timeout, 0.001))
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+
+class _Clock:
+    """Stands in for the ``time`` module inside pynetdicom's dul and association modules.
+
+    Everything is ``time``'s except ``sleep`` called from one of the polling loops.
+    """
+
+    def __init__(self, waits: dict[CodeType, Callable[[Any, float], None]]) -> None:
+        self._waits = waits
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        frame = sys._getframe(1)
+        wait = self._waits.get(frame.f_code)
+        if wait is None:
+            time.sleep(seconds)
+        else:
+            wait(frame.f_locals.get("self"), seconds)
+
+
+def _dul_idle(provider: dul.DULServiceProvider, _seconds: float) -> None:
+    provider._spool_wakeup.wait(provider, IDLE_WAIT)
+
+
+def _dul_stopping(provider: dul.DULServiceProvider, seconds: float) -> None:
+    """``stop_dul`` waits for the thread it just told to stop: wake it, then wait for it."""
+    if threading.current_thread() is provider:
+        time.sleep(seconds)
+        return
+    provider._spool_wakeup.poke()
+    provider.join(seconds)
+
+
+def _assoc_wait(assoc: association.Association, seconds: float) -> None:
+    """The association thread's own wait (``kill`` from another thread sleeps for real:
+    clearing the event there could take a wake-up from the reactor)."""
+    if threading.current_thread() is not assoc:
+        time.sleep(seconds)
+        return
+    wake = assoc._spool_wake
+    wake.wait(seconds)
+    wake.clear()  # before the loop looks at its queues, so no wake-up is lost
+
+
+def _assoc_idle(assoc: association.Association, _seconds: float) -> None:
+    _assoc_wait(assoc, IDLE_WAIT)
+
+
+def _patch_init(cls: type, extra: Callable[[Any], None]) -> None:
+    original = cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        extra(self)
+
+    cls.__init__ = __init__
+
+
+def _dul_init(provider: dul.DULServiceProvider) -> None:
+    provider._spool_wakeup = _DULWakeup()
+    provider.to_provider_queue = _WakingQueue(provider._spool_wakeup.poke)
+
+
+def _assoc_init(assoc: association.Association) -> None:
+    assoc._spool_wake = threading.Event()
+    assoc.dimse.msg_queue = _WakingQueue(assoc._spool_wake.set)
+    assoc.dul.to_user_queue = _WakingQueue(assoc._spool_wake.set)
+
+
+def _wrap_dul_reactor(original: Callable[[dul.DULServiceProvider], None]) -> Callable[..., None]:
+    def run_reactor(self: dul.DULServiceProvider) -> None:
+        try:
+            original(self)
+        finally:
+            self._spool_wakeup.close()
+            _wake_assoc(self)
+
+    return run_reactor
+
+
+def _wrap_kill_dul(original: Callable[[dul.DULServiceProvider], None]) -> Callable[..., None]:
+    def kill_dul(self: dul.DULServiceProvider) -> None:
+        original(self)
+        self._spool_wakeup.poke()
+
+    return kill_dul
+
+
+def _wrap_kill(original: Callable[[association.Association], None]) -> Callable[..., None]:
+    def kill(self: association.Association) -> None:
+        self._spool_wake.set()  # a kill from another thread ends the reactor's wait
+        original(self)
+
+    return kill
+
+
+def _wrap_do_action(original: Callable[[fsm.StateMachine, str], None]) -> Callable[..., None]:
+    """Wake the association on every transition but data transfer's own (Sta6 to Sta6,
+    whose messages reach it through its DIMSE queue): ``kill`` waits for Sta1."""
+
+    def do_action(self: fsm.StateMachine, event: str) -> None:
+        try:
+            original(self, event)
+        finally:
+            if self.current_state != "Sta6":
+                _wake_assoc(self.dul)
+
+    return do_action
+
+
+def _wake_assoc(provider: dul.DULServiceProvider) -> None:
+    wake = getattr(provider.assoc, "_spool_wake", None)
+    if wake is not None:
+        wake.set()
+
+
+_installed = False
+
+
+def install() -> None:
+    """Patch pynetdicom's classes once; calling again is harmless."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    D, A = dul.DULServiceProvider, association.Association
+    # The loops' code objects, taken before any wrapping.
+    dul_loop, stop_dul, assoc_loop, kill = (D.run_reactor.__code__, D.stop_dul.__code__,
+                                            A._run_reactor.__code__, A.kill.__code__)
+    dul.time = _Clock({dul_loop: _dul_idle, stop_dul: _dul_stopping})  # type: ignore[attr-defined]
+    association.time = _Clock({assoc_loop: _assoc_idle, kill: _assoc_wait})  # type: ignore[attr-defined]
+    _patch_init(D, _dul_init)
+    _patch_init(A, _assoc_init)
+    D.run_reactor = _wrap_dul_reactor(D.run_reactor)  # type: ignore[method-assign]
+    D.kill_dul = _wrap_kill_dul(D.kill_dul)  # type: ignore[method-assign]
+    A.kill = _wrap_kill(A.kill)  # type: ignore[method-assign]
+    fsm.StateMachine.do_action = _wrap_do_action(fsm.StateMachine.do_action)  # type: ignore[method-assign]
