@@ -8,15 +8,17 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, _config, evt
 
-from receiver import acceptor, datasettimeout, diskfull, dropfolder, handlers, pynetdicom_fixes, testoptions
+from receiver import acceptor, datasettimeout, diskfull, dropfolder, handlers, prefork, pynetdicom_fixes, testoptions
 from receiver.acceptor import AcceptorPolicy
 from receiver.negotiation import VERIFICATION, DefaultRules, ProfileRules, Rules, preference
 from receiver.profiles import ProfileError
@@ -135,6 +137,20 @@ def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
     rules = negotiation_rules(opts)
     check_output_directory(opts)
     prepare_spool(settings)
+    if not opts.fork:
+        return receive(opts, settings, enqueue, rules, None)
+    try:
+        listener = prefork.listening_socket((settings.bind, opts.port))
+    except OSError as exc:
+        raise StartupError(f"cannot create network: {exc.strerror or exc}") from exc
+    once = replace(settings, dropfolder=None)  # the drop folder runs in one child only
+    return prefork.run(listener, prefork.processes(), lambda sock, first: receive(
+        opts, settings if first else once, enqueue, rules, sock))
+
+
+def receive(opts: StorescpOptions, settings: Settings, enqueue: Any, rules: Rules,
+            listener: socket.socket | None) -> int:
+    """One receiver process: serve ``opts.port`` (or the ``--fork`` supervisor's socket)."""
     db = jobs.JobDB(settings.jobs_db)
     store = handlers.StoreHandler(
         spool_dir=settings.spool_dir,
@@ -146,9 +162,7 @@ def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
     ae = build_ae(opts, rules)
     ae.maximum_associations = settings.max_associations
     try:
-        server = ae.start_server(
-            (settings.bind, opts.port), block=False, evt_handlers=bound_handlers(ae, store)
-        )
+        server = prefork.start_server(ae, (settings.bind, opts.port), bound_handlers(ae, store), listener)
     except OSError as exc:
         raise StartupError(f"cannot create network: {exc.strerror or exc}") from exc
     folder = dropfolder.start_for(settings, store, opts.aetitle)

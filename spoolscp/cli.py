@@ -29,7 +29,7 @@ SUBCOMMANDS = ("receiver", "worker", "queue")
 
 # Options whose issue has not landed yet: refused, never silently ignored.
 NOT_SUPPORTED_YET = {
-    "--log-config", "--fork", "--inetd", "--access-full", "--access-control",
+    "--log-config", "--inetd", "--access-full", "--access-control",
 }
 TLS_PREFIX = ("--enable-tls", "--disable-tls")
 

@@ -59,6 +59,8 @@ class Receiver:
 DCMTK = Receiver("dcmtk", "dcmtk")
 DCMTK_FORK = Receiver("dcmtk --fork", "dcmtk", ("--fork",))
 SPOOLSCP = Receiver("spoolscp", "spoolscp")
+SPOOLSCP_FORK = Receiver("spoolscp --fork", "spoolscp", ("--fork",))
+FORKING = (DCMTK_FORK, SPOOLSCP_FORK)  # run for concurrent associations only
 
 
 @dataclass
@@ -289,7 +291,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, help="runs per case (default 3; 1 with --quick/--tiny)")
     p.add_argument("--corpus", action="append", choices=sorted(corpus.FULL), help="only this corpus (repeatable)")
     p.add_argument("--assocs", action="append", type=int, choices=(1, 4), help="only this mode (repeatable)")
-    p.add_argument("--receiver", action="append", choices=("dcmtk", "dcmtk-fork", "spoolscp"),
+    p.add_argument("--receiver", action="append", choices=("dcmtk", "dcmtk-fork", "spoolscp", "spoolscp-fork"),
                    help="only this receiver (repeatable)")
     p.add_argument("--big", action="store_true", help="also one 1 GB object, one association (peak RSS)")
     p.add_argument("--no-setup", action="store_true", help="skip the association set-up rate")
@@ -301,16 +303,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def plan(args: argparse.Namespace) -> list[tuple[str, corpus.CorpusSpec, int, Receiver]]:
     specs = corpus.TINY if args.tiny else corpus.QUICK if args.quick else corpus.FULL
-    chosen = {"dcmtk": DCMTK, "dcmtk-fork": DCMTK_FORK, "spoolscp": SPOOLSCP}
+    chosen = {"dcmtk": DCMTK, "dcmtk-fork": DCMTK_FORK, "spoolscp": SPOOLSCP, "spoolscp-fork": SPOOLSCP_FORK}
     receivers = [chosen[r] for r in args.receiver or chosen]
     steps = []
     for name in args.corpus or specs:
         for assocs in args.assocs or (1, 4):
             for rec in receivers:
-                if not (rec is DCMTK_FORK and assocs == 1):
+                if not (rec in FORKING and assocs == 1):
                     steps.append((name, specs[name], assocs, rec))
     if args.big:
-        steps += [("1GB", corpus.BIG, 1, rec) for rec in receivers if rec is not DCMTK_FORK]
+        steps += [("1GB", corpus.BIG, 1, rec) for rec in receivers if rec not in FORKING]
     return steps
 
 

@@ -1,0 +1,152 @@
+"""``--fork``: pre-forked receiver processes that share one listening socket.
+
+Python runs one thread at a time per process, so concurrent associations in one
+receiver share one core. With ``--fork`` the supervisor binds the port once, forks
+one receiver per CPU and each serves associations from the shared socket (the kernel
+hands every connection to one of them), so concurrent associations use every core.
+DCMTK forks a process per association; a pre-forked pool gives the same parallelism
+without paying a fork and an interpreter warm-up per association.
+
+The supervisor holds no threads and no database connections (forking is safe); it
+forwards SIGTERM/SIGINT to its children, which drain their associations as a single
+receiver does, and replaces a child that dies. A child dies with the supervisor
+(``PR_SET_PDEATHSIG``), so a killed receiver leaves no process serving the port.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from pynetdicom import AE
+from pynetdicom.transport import ThreadedAssociationServer
+
+log = logging.getLogger("spoolscp.receiver")
+
+PR_SET_PDEATHSIG = 1
+BACKLOG = 128
+# A child that dies sooner than this after its start is not restarted: it would again.
+MIN_CHILD_LIFE = 2.0
+
+
+def processes() -> int:
+    """How many receivers ``--fork`` starts: one per CPU, at least two."""
+    return max(2, os.cpu_count() or 1)
+
+
+def listening_socket(address: tuple[str, int]) -> socket.socket:
+    """The shared socket, non-blocking: the children that lose the race for a
+    connection get EAGAIN (pynetdicom's accept loop ignores it) instead of hanging."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class SharedSocketServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server on a socket that is already listening."""
+
+    def __init__(self, *args: Any, listener: socket.socket, **kwargs: Any) -> None:
+        self._listener = listener
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        self.socket.close()  # the one socketserver just made
+        self.socket = self._listener
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """Already listening."""
+
+
+def start_server(ae: AE, address: tuple[str, int], handlers: list[tuple],
+                 listener: socket.socket | None) -> ThreadedAssociationServer:
+    """``ae.start_server(address, block=False)``, on ``listener`` when given."""
+    if listener is None:
+        return ae.start_server(address, block=False, evt_handlers=handlers)
+    server = ae.make_server(address, evt_handlers=handlers, server_class=SharedSocketServer, listener=listener)
+    thread = threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True)
+    thread.start()
+    ae._servers.append(server)
+    return server
+
+
+def _spawn(child_main: Callable[[socket.socket, bool], int], listener: socket.socket, first: bool) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # not the supervisor's handler
+            signal.signal(sig, signal.SIG_DFL)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the supervisor died before prctl took effect
+            os._exit(1)
+        code = child_main(listener, first)
+    except BaseException:  # noqa: BLE001 - a child must never return into the supervisor's code
+        log.exception("receiver process failed")
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _exit_code(pid: int) -> int | None:
+    """The exit code of child ``pid`` if it has ended (reaping only our own children:
+    the process may have others, such as the worker pool)."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def run(listener: socket.socket, count: int, child_main: Callable[[socket.socket, bool], int]) -> int:
+    """Supervise ``count`` children running ``child_main(listener, first)`` until signalled.
+
+    ``first`` is true for one child at a time (it runs what must run once: the drop folder).
+    """
+    children: dict[int, tuple[bool, float]] = {}
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    for i in range(count):
+        children[_spawn(child_main, listener, i == 0)] = (i == 0, time.monotonic())
+    failure = 0
+    while children:
+        time.sleep(0.1)
+        for pid, (first, started) in list(children.items()):
+            code = _exit_code(pid)
+            if code is None:
+                continue
+            del children[pid]
+            if stopping:
+                continue
+            if time.monotonic() - started < MIN_CHILD_LIFE:
+                log.error("receiver process %d exited at start (%d); stopping", pid, code)
+                failure = 1
+                stop()
+                continue
+            log.error("receiver process %d exited (%d); starting another", pid, code)
+            children[_spawn(child_main, listener, first)] = (first, time.monotonic())
+    listener.close()
+    return failure
