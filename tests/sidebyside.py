@@ -656,6 +656,7 @@ class OutputFile:
     inflated: bool
     sop_class: str | None
     identity: str | None  # the data set's SOP Instance UID, to attribute the file to an input
+    header: bytes = b""  # preamble, DICM and the meta group exactly as written
 
     @functools.cached_property
     def digest(self) -> str:
@@ -720,11 +721,12 @@ def read_output(root: Path, path: Path) -> OutputFile:
     split = split_meta(data)
     if split is not None:
         meta, dataset = split
+        header = data[: len(data) - len(dataset)]
         inflated = meta.get(0x00020010) == DEFLATED_TS
         if inflated:
             dataset = inflate(dataset) or dataset
         return OutputFile(relpath, True, meta, dataset, inflated, meta.get(0x00020002),
-                          meta.get(0x00020003))
+                          meta.get(0x00020003), header)
     plain = inflate(data)  # -F output has no meta that would tell us it is deflated
     dataset = data if plain is None else plain
     sop_class, identity = _dataset_uids(dataset)
@@ -1061,6 +1063,8 @@ def compare_pair(ref: ShapedFile, cand: ShapedFile, cmp: Comparison) -> FilePair
             diff.append(f"{name}: {r.meta.get(tag)!r} vs {c.meta.get(tag)!r}")
     for side, f in (("reference", r), ("candidate", c)):
         diff += _implementation_problems(side, f, cmp)
+    if not diff and r.has_meta and c.has_meta:
+        diff += _header_byte_problems(r, c, cmp)
     if r.dataset != c.dataset:
         diff.append(_describe_byte_difference(r.dataset, c.dataset, r.inflated or c.inflated))
     return pair
@@ -1080,6 +1084,21 @@ def _implementation_problems(side: Side, f: OutputFile, cmp: Comparison) -> list
     expected = cmp.versions.implementation(version, _bit_preserving(cmp.options))
     got = (f.meta.get(0x00020012), f.meta.get(0x00020013))
     return [] if got == expected else [f"{side} implementation {got} != {version}'s {expected}"]
+
+
+def _header_byte_problems(r: OutputFile, c: OutputFile, cmp: Comparison) -> list[str]:
+    """Equal meta values are not enough: the header bytes (padding, order, group length)
+    must be the reference's, with the implementation identifiers of the candidate version."""
+    bit_preserving = _bit_preserving(cmp.options)
+    expected = r.header
+    for old, new in zip(cmp.versions.implementation(cmp.reference.server.version, bit_preserving),
+                        cmp.versions.implementation(cmp.candidate.server.version, bit_preserving)):
+        expected = expected.replace(old.encode(), new.encode())
+    if c.header == expected:
+        return []
+    first = next((i for i, (x, y) in enumerate(zip(expected, c.header)) if x != y),
+                 min(len(expected), len(c.header)))
+    return [f"meta header bytes differ at offset {first} (lengths {len(expected)} vs {len(c.header)})"]
 
 
 def _describe_byte_difference(a: bytes, b: bytes, inflated: bool) -> str:

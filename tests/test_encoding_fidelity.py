@@ -95,3 +95,16 @@ def test_compressed_cannot_be_converted(write_xfer: str, corpus: list[InputFile]
     assert refused > 10, cmp.report()
     assert cmp.ok, cmp.report()
     assert not cmp.pairs, cmp.report()
+
+
+def test_meta_header_bytes_are_compared(corpus: list[InputFile], tmp_path: Path) -> None:
+    """Equal meta values with different bytes (a NUL instead of a space pad) are a mismatch."""
+    files = [f for f in corpus if f.path.name == "CT_small.dcm"]
+    cmp = run_side_by_side([], one_per_file(files), "dcmtk", tmp_path, candidate="dcmtk")
+    assert cmp.ok, cmp.report()
+    out = cmp.candidate.server.outdir / cmp.pairs[0].candidate.relpath
+    data = out.read_bytes()
+    assert b"OFFIS_DCMTK_367 " in data
+    out.write_bytes(data.replace(b"OFFIS_DCMTK_367 ", b"OFFIS_DCMTK_367\0", 1))
+    cmp.recompare()
+    assert "meta header bytes differ" in cmp.report(), cmp.report()
