@@ -18,7 +18,8 @@ from typing import Any
 
 from pynetdicom import AE, _config, evt
 
-from receiver import acceptor, datasettimeout, diskfull, dropfolder, handlers, prefork, pynetdicom_fixes, testoptions
+from receiver import (acceptor, commands, datasettimeout, diskfull, dropfolder, handlers, prefork,
+                      pynetdicom_fixes, testoptions)
 from receiver.acceptor import AcceptorPolicy
 from receiver.negotiation import VERIFICATION, DefaultRules, ProfileRules, Rules, preference
 from receiver.profiles import ProfileError
@@ -93,6 +94,7 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     acceptor.install()
     testoptions.install()
     datasettimeout.install()
+    commands.install()
     _config.UNRESTRICTED_STORAGE_SERVICE = True  # a C-STORE is served on any accepted context (§2.6)
     ae = AE(ae_title=opts.aetitle)
     ae.storescp_policy = AcceptorPolicy(

@@ -388,3 +388,34 @@ def test_dimse_timeout_applies_to_the_data_set(tmp_path: Path) -> None:
     assert not any(ref.outdir.iterdir()) and not any(cand.outdir.iterdir())
     line = "E: Store SCP Failed: 0006:0207 DIMSE No data available (timeout in non-blocking mode)"
     assert line in logs[0] and line in logs[1]
+
+
+def test_other_commands_abort_like_dcmtk(tmp_path: Path) -> None:
+    """A C-FIND on a context a profile accepted: no response, A-ABORT, DCMTK's log lines (§2.6)."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+
+    find = "1.2.840.10008.5.1.4.1.2.1.1"
+    cfg = tmp_path / "find.cfg"
+    cfg.write_text(f"[[TransferSyntaxes]]\n[U]\nTransferSyntax1 = LittleEndianImplicit\n"
+                   f"[[PresentationContexts]]\n[P]\nPresentationContext1 = {find}\\U\n"
+                   f"PresentationContext2 = VerificationSOPClass\\U\n"
+                   f"[[Profiles]]\n[F]\nPresentationContexts = P\n")
+    query = Dataset()
+    query.QueryRetrieveLevel, query.PatientID = "PATIENT", "*"
+    seen = []
+    with server_pair(["-xf", str(cfg), "F", "-v"], tmp_path) as (ref, cand, _):
+        for server in (ref, cand):
+            ae = AE()
+            ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+            ae.add_requested_context(find, ILE)
+            assoc = ae.associate("127.0.0.1", server.port)
+            assert assoc.is_established
+            statuses = [getattr(status, "Status", None) for status, _ in assoc.send_c_find(query, find)]
+            seen.append(statuses)  # [None]: the association ended without a response
+        time.sleep(0.3)
+        logs = [s.stderr_text() for s in (ref, cand)]
+    assert seen == [[None], [None]], seen
+    for line in ("E: Expected C-ECHO or C-STORE request but received DIMSE command 0x0020",
+                 "E: DIMSE failure (aborting association): 0006:0201 DIMSE Bad command type"):
+        assert line in logs[0] and line in logs[1]
