@@ -9,6 +9,7 @@ transfer syntax, AE titles, user items), translated only by ``VersionDifferences
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -123,11 +124,14 @@ def _with_only_369_class(diffs: VersionDifferences) -> list[ProposedContext]:
 
 
 @contextlib.contextmanager
-def server_pair(options: list[str], workdir: Path, **spoolscp: object):
-    """DCMTK storescp and ``spoolscp receiver`` (no workers needed to negotiate)."""
+def server_pair(options: list[str], workdir: Path):
+    """DCMTK storescp and ``spoolscp receiver`` (no workers needed to negotiate).
+
+    ``SIDEBYSIDE_CANDIDATE=dcmtk`` makes the candidate DCMTK too: the AC comparisons must
+    then pass unchanged (the harness checking itself)."""
+    kind = "dcmtk" if os.environ.get("SIDEBYSIDE_CANDIDATE") == "dcmtk" else "spoolscp"
     with scp_server("dcmtk", options, workdir / "reference", "reference") as ref, \
-            scp_server("spoolscp", options, workdir / "candidate", "candidate",
-                       receiver_only=True, **spoolscp) as cand:
+            scp_server(kind, options, workdir / "candidate", "candidate", receiver_only=True) as cand:
         yield ref, cand, VersionDifferences.load(ref.version, cand.version)
 
 
