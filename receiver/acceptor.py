@@ -17,11 +17,13 @@ for every AE that carries an :class:`AcceptorPolicy`:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import evt
 from pynetdicom.acse import ACSE
+from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -225,11 +227,25 @@ def _keeping_leading_spaces(prop: property) -> property:
     return property(prop.fget, setter, doc=prop.__doc__)
 
 
+_original_run_reactor = Association.run_reactor
+
+
+def _run_reactor(self: Association) -> None:
+    """pynetdicom's reactor, plus DCMTK's error when no A-ASSOCIATE-RQ came within ``-ta``."""
+    started = time.monotonic()
+    _original_run_reactor(self)
+    waited = time.monotonic() - started
+    if (self.is_acceptor and self.requestor.primitive is None and self.acse_timeout is not None
+            and waited >= self.acse_timeout and getattr(self.ae, "storescp_policy", None)):
+        log.error("Receiving Association failed: 0006:031a DUL network read timeout")
+
+
 _RQ_AE_TITLES = {name: getattr(A_ASSOCIATE_RQ, name) for name in ("called_ae_title", "calling_ae_title")}
 
 
 def install() -> None:
     """Route pynetdicom's acceptor through :func:`negotiate`; calling again is harmless."""
     ACSE._negotiate_as_acceptor = _negotiate_as_acceptor  # type: ignore[method-assign]
+    Association.run_reactor = _run_reactor  # type: ignore[method-assign]
     for name, prop in _RQ_AE_TITLES.items():
         setattr(A_ASSOCIATE_RQ, name, _keeping_leading_spaces(prop))

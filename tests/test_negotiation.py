@@ -423,3 +423,18 @@ def test_other_commands_abort_like_dcmtk(tmp_path: Path) -> None:
     for line in ("E: Expected C-ECHO or C-STORE request but received DIMSE command 0x0020",
                  "E: DIMSE failure (aborting association): 0006:0201 DIMSE Bad command type"):
         assert line in logs[0] and line in logs[1]
+
+
+def test_acse_timeout_closes_without_pdu(tmp_path: Path) -> None:
+    """-ta 1 and an SCU that connects but sends nothing: closed without a PDU, logged (§2.2)."""
+    with server_pair(["-ta", "1"], tmp_path) as (ref, cand, _):
+        def silent_peer(port: int) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+                return sock.recv(16)
+
+        with ThreadPoolExecutor(2) as pool:
+            received = list(pool.map(silent_peer, (ref.port, cand.port)))
+        time.sleep(0.3)
+        logs = [s.stderr_text() for s in (ref, cand)]
+    assert received == [b"", b""]
+    assert all("E: Receiving Association failed: 0006:031a DUL network read timeout" in log for log in logs)
