@@ -24,6 +24,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.acse import ACSE
 from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -240,6 +241,24 @@ def _run_reactor(self: Association) -> None:
         log.error("Receiving Association failed: 0006:031a DUL network read timeout")
 
 
+_original_idle_expired = DULServiceProvider.idle_timer_expired
+
+
+def _idle_timer_expired(self: DULServiceProvider) -> bool:
+    """``-ts``: DCMTK's read times out and the connection is dropped, no A-ABORT is sent.
+
+    Closing the socket here makes the DUL report a provider abort ("Association Aborted"),
+    instead of pynetdicom's own reaction of sending an A-ABORT.
+    """
+    if not _original_idle_expired(self):
+        return False
+    if getattr(self.assoc.ae, "storescp_policy", None) is None:
+        return True
+    if self.socket is not None and self.socket.socket is not None:
+        self.socket.close()
+    return False
+
+
 _RQ_AE_TITLES = {name: getattr(A_ASSOCIATE_RQ, name) for name in ("called_ae_title", "calling_ae_title")}
 
 
@@ -247,5 +266,6 @@ def install() -> None:
     """Route pynetdicom's acceptor through :func:`negotiate`; calling again is harmless."""
     ACSE._negotiate_as_acceptor = _negotiate_as_acceptor  # type: ignore[method-assign]
     Association.run_reactor = _run_reactor  # type: ignore[method-assign]
+    DULServiceProvider.idle_timer_expired = _idle_timer_expired  # type: ignore[method-assign]
     for name, prop in _RQ_AE_TITLES.items():
         setattr(A_ASSOCIATE_RQ, name, _keeping_leading_spaces(prop))

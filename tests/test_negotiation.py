@@ -438,3 +438,22 @@ def test_acse_timeout_closes_without_pdu(tmp_path: Path) -> None:
         logs = [s.stderr_text() for s in (ref, cand)]
     assert received == [b"", b""]
     assert all("E: Receiving Association failed: 0006:031a DUL network read timeout" in log for log in logs)
+
+
+def test_socket_timeout_drops_an_idle_association(tmp_path: Path) -> None:
+    """-ts 2 and an idle association: the connection just drops, no A-ABORT (§2.7)."""
+    from sidebyside import DICOM_APP_CONTEXT, _read_pdu, _rq_pdu
+
+    rq = _rq_pdu([P(VERIFICATION, (ILE,))], "IDLE", "ANY-SCP", DICOM_APP_CONTEXT, "1.2.3", {}, {})
+    with server_pair(["-ts", "2", "-v"], tmp_path) as (ref, cand, _):
+        def idle_peer(port: int) -> tuple:
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+                sock.sendall(rq)
+                return _read_pdu(sock)[0], _read_pdu(sock)
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(idle_peer, (ref.port, cand.port)))
+        time.sleep(0.3)
+        logs = [s.stderr_text() for s in (ref, cand)]
+    assert answers == [(0x02, None), (0x02, None)], answers
+    assert all(log.rstrip().endswith("I: Association Aborted") for log in logs)
