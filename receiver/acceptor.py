@@ -17,14 +17,11 @@ for every AE that carries an :class:`AcceptorPolicy`:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import evt
 from pynetdicom.acse import ACSE
-from pynetdicom.association import Association
-from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -33,10 +30,8 @@ from pynetdicom.pdu_primitives import (
     SCP_SCU_RoleSelectionNegotiation,
     SOPClassExtendedNegotiation,
 )
-from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_items import SCP_SCU_RoleSelectionSubItem
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.utils import decode_bytes
 
 from receiver.assocdump import dump_parameters
 from receiver.negotiation import DEFAULT_ROLE, Outcome, Proposed, Rules
@@ -214,58 +209,6 @@ def _negotiate_as_acceptor(self: ACSE) -> None:
         return None
 
 
-def _keeping_leading_spaces(prop: property) -> property:
-    """An RQ AE title setter that drops only trailing spaces, as DCMTK does (spec §2.3).
-
-    pynetdicom strips both ends, so an SCU calling as ``" X"`` would get ``"X"`` echoed in
-    the AC (and in the files' meta). A value of spaces only still goes to pynetdicom's check.
-    """
-    def setter(self: A_ASSOCIATE_RQ, value: str | bytes | None) -> None:
-        if isinstance(value, bytes) and value.strip(b" "):
-            value = decode_bytes(value).rstrip(" ")
-        prop.fset(self, value)  # type: ignore[misc]
-
-    return property(prop.fget, setter, doc=prop.__doc__)
-
-
-_original_run_reactor = Association.run_reactor
-
-
-def _run_reactor(self: Association) -> None:
-    """pynetdicom's reactor, plus DCMTK's error when no A-ASSOCIATE-RQ came within ``-ta``."""
-    started = time.monotonic()
-    _original_run_reactor(self)
-    waited = time.monotonic() - started
-    if (self.is_acceptor and self.requestor.primitive is None and self.acse_timeout is not None
-            and waited >= self.acse_timeout and getattr(self.ae, "storescp_policy", None)):
-        log.error("Receiving Association failed: 0006:031a DUL network read timeout")
-
-
-_original_idle_expired = DULServiceProvider.idle_timer_expired
-
-
-def _idle_timer_expired(self: DULServiceProvider) -> bool:
-    """``-ts``: DCMTK's read times out and the connection is dropped, no A-ABORT is sent.
-
-    Closing the socket here makes the DUL report a provider abort ("Association Aborted"),
-    instead of pynetdicom's own reaction of sending an A-ABORT.
-    """
-    if not _original_idle_expired(self):
-        return False
-    if getattr(self.assoc.ae, "storescp_policy", None) is None:
-        return True
-    if self.socket is not None and self.socket.socket is not None:
-        self.socket.close()
-    return False
-
-
-_RQ_AE_TITLES = {name: getattr(A_ASSOCIATE_RQ, name) for name in ("called_ae_title", "calling_ae_title")}
-
-
 def install() -> None:
     """Route pynetdicom's acceptor through :func:`negotiate`; calling again is harmless."""
     ACSE._negotiate_as_acceptor = _negotiate_as_acceptor  # type: ignore[method-assign]
-    Association.run_reactor = _run_reactor  # type: ignore[method-assign]
-    DULServiceProvider.idle_timer_expired = _idle_timer_expired  # type: ignore[method-assign]
-    for name, prop in _RQ_AE_TITLES.items():
-        setattr(A_ASSOCIATE_RQ, name, _keeping_leading_spaces(prop))

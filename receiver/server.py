@@ -18,7 +18,7 @@ from typing import Any
 
 from pynetdicom import AE, _config, evt
 
-from receiver import (acceptor, commands, datasettimeout, diskfull, dropfolder, handlers, prefork,
+from receiver import (acceptor, commands, connection, datasettimeout, diskfull, dropfolder, handlers, prefork,
                       pynetdicom_fixes, testoptions)
 from receiver.acceptor import AcceptorPolicy
 from receiver.negotiation import VERIFICATION, DefaultRules, ProfileRules, Rules, preference
@@ -92,6 +92,7 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     """An AE that negotiates like storescp with these options (:mod:`receiver.acceptor`)."""
     pynetdicom_fixes.install()
     acceptor.install()
+    connection.install()
     testoptions.install()
     datasettimeout.install()
     commands.install()
