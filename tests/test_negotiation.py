@@ -2,8 +2,9 @@
 
 The A-ASSOCIATE answer itself is compared (raw PDU: contexts in order with result and
 transfer syntax, AE titles, user items), translated only by ``VersionDifferences`` /
-:func:`sidebyside.expected_candidate_contexts` for the 3.6.7 reference. Spec §2.2, §2.4,
-§2.5, §2.8, §11.
+:func:`sidebyside.expected_candidate_contexts` for the 3.6.7 reference. Then what a sender
+sees of ``--refuse``, ``--reject``, the association limit, the test options, ``-pm``,
+``+v``, ``-ta``/``-ts``/``-td`` and commands other than C-ECHO/C-STORE. Spec §2, §11.
 """
 
 from __future__ import annotations
