@@ -276,6 +276,7 @@ def table(cases: list[Case], rates: list[SetupRate]) -> str:
 def report_json(cases: list[Case], rates: list[SetupRate], meta: dict) -> dict:
     return {
         "meta": meta,
+        "table": table(cases, rates),
         "cases": [asdict(c) | {"summary": summary(c), "ratio": ratios(c, cases)} for c in cases],
         "setup": [asdict(r) | {"summary": spread(r.rates)} for r in rates],
     }
