@@ -88,7 +88,7 @@ def test_eostudy_timeout_inside_and_between_associations_matches_dcmtk(sort, stu
     st = studies
     plan = [ScenarioAssociation([st["s1"][0], st["s1"][1], st["s1"][2]], idle_after={1: 1}, then_wait=2),
             ScenarioAssociation([st["s2"][0], st["s2"][1]], then_wait=3)]
-    cmp = run_study_scenario([*sort, "-tos", "1", "-xcs", EOS, "-xs"], plan, tmp_path)
+    cmp = run_study_scenario([*sort, "-tos", "2", "-xcs", EOS, "-xs"], plan, tmp_path)
     assert cmp.ok, cmp.report()
     assert len(cmp.reference_execs) == 3, cmp.report()
     assert len({p.reference.relpath.split("/")[0] for p in cmp.files.pairs}) == 3, cmp.report()
@@ -97,7 +97,7 @@ def test_eostudy_timeout_inside_and_between_associations_matches_dcmtk(sort, stu
 def test_eostudy_timeout_with_su_reuses_the_folder_like_dcmtk(studies, tmp_path):
     st = studies
     plan = [ScenarioAssociation([st["s1"][0], st["s1"][1], st["s1"][2]], idle_after={0: 2}, then_wait=5)]
-    cmp = run_study_scenario(["-su", "", "-tos", "1", "-xcr", REC, "-xcs", EOS, "-xs"], plan, tmp_path)
+    cmp = run_study_scenario(["-su", "", "-tos", "2", "-xcr", REC, "-xcs", EOS, "-xs"], plan, tmp_path)
     assert cmp.ok, cmp.report()
     assert [line.split()[0] for line in cmp.reference_execs] == ["REC", "EOS", "REC", "REC", "EOS"]
 
