@@ -20,6 +20,7 @@ message was lost (a SIGKILLed worker, a receiver that died before enqueueing).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -160,8 +161,17 @@ def register(huey: Huey, settings: Settings) -> Tasks:
     def enqueue(seq: int) -> None:
         huey.enqueue(run_job.s(seq))
 
+    checks_due: set[int] = set()  # whole seconds this process has a -tos check scheduled for
+
     def check_studies_in(delay: float) -> None:
-        study_timeout.schedule(delay=delay)
+        """One check per second and process, not one per object: Huey's scheduler wakes
+        once a second anyway, and the check judges every open study by its last object."""
+        now = time.time()
+        due = math.ceil(now + delay)
+        checks_due.difference_update([s for s in checks_due if s < now])
+        if due not in checks_due:
+            checks_due.add(due)
+            study_timeout.schedule(delay=due - now)
 
     handoff = Handoff(enqueue, check_studies_in)
 
