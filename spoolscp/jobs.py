@@ -83,6 +83,7 @@ def m002_assoc_succession(db: sqlite_utils.Database) -> None:
     ``first_seq`` hold sequence numbers): the tracker ends a study on another sender's
     object only if that sender began after the study's sender had ended (spec §7)."""
     db.execute("ALTER TABLE assocs ADD COLUMN first_seq INTEGER")
+    db.execute("CREATE INDEX IF NOT EXISTS studies_dir ON studies (dir)")  # a new study's free name
 
 
 @dataclass(frozen=True)

@@ -85,17 +85,26 @@ class Tracker:
             return self.tn_last
         return naming.default_name(job.sop_class, job.sop_instance, ext)
 
-    def open_study(self, job: jobs.Job) -> Study:
-        """A new study: its folder is named and created now, in reception order."""
+    def new_folder_name(self, job: jobs.Job) -> str:
+        """The folder of a new study, never one that another study already had.
+
+        Two studies begun in one millisecond (concurrent senders) would get the same
+        ``-ss``/``-sp`` name, and DCMTK would put both in it; the later one takes the
+        next free millisecond instead.
+        """
         opts = job.options
         patient = patient_component(job.patient_name, job.charset) if opts["sort"] == "patient" else None
         when = datetime.fromtimestamp(job.received_at)
         name = study_dir_name(opts["sort"], opts.get("sort_prefix", ""), job.study_uid, patient, when)
         while opts["sort"] != "uid" and self.c.execute("SELECT 1 FROM studies WHERE dir = ?", (name,)).fetchone():
-            # two studies begun in one millisecond (concurrent senders): DCMTK would put both
-            # in one folder; the later one takes the next free millisecond instead
             when += timedelta(milliseconds=1)
             name = study_dir_name(opts["sort"], opts.get("sort_prefix", ""), job.study_uid, patient, when)
+        return name
+
+    def open_study(self, job: jobs.Job) -> Study:
+        """A new study: its folder is named and created now, in reception order."""
+        opts = job.options
+        name = self.new_folder_name(job)
         path = Path(opts["output_dir"]) / name
         shown = f"{opts['output_dir_display']}/{name}"
         try:
