@@ -20,6 +20,8 @@ from typing import Any
 
 from pynetdicom import dimse_messages
 
+from receiver import writebehind
+
 _errors: dict[str, OSError] = {}
 _errors_lock = threading.Lock()
 
@@ -32,6 +34,7 @@ class SpoolingFile:
         self.name = self._file.name
         self.file = self  # pynetdicom calls ``.file.flush()``
         self.failed = False
+        self._write_behind = writebehind.WriteBehind()
 
     def write(self, data: bytes) -> int:
         if not self.failed:
@@ -41,6 +44,7 @@ class SpoolingFile:
     def flush(self) -> None:
         if not self.failed:
             self._guard(self._file.flush)
+            self._write_behind.flushed(self._file.fileno(), self._file.tell())
 
     def close(self) -> None:
         self._guard(self._file.close)

@@ -264,6 +264,8 @@ def table(cases: list[Case], rates: list[SetupRate]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.append("ratio: median MB/s over DCMTK's in the same run (4 assocs: over dcmtk --fork)")
+    if not rates:
+        return "\n".join(lines)
     lines.append("")
     lines.append("association set-up (raw-socket client, one after another): associations/s")
     dcmtk = {r.kind: statistics.median(r.rates) for r in rates if r.receiver == "dcmtk"}
