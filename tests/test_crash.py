@@ -22,6 +22,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydicom import dcmread
@@ -160,6 +161,18 @@ class WorkerKiller(threading.Thread):
         return self.log.read_bytes().count(b"Huey consumer started")
 
 
+@contextlib.contextmanager
+def killing_workers(config: Path, workdir: Path) -> Iterator[WorkerKiller]:
+    """Run a :class:`WorkerKiller` for the block; it kills its last worker when stopped."""
+    killer = WorkerKiller(config, workdir)
+    killer.start()
+    try:
+        yield killer
+    finally:
+        killer.stop.set()
+        killer.join(60)
+
+
 def wait_senders(senders: list[Sender]) -> None:
     for s in senders:
         s.join(660)
@@ -184,9 +197,8 @@ def test_sigkilled_workers_and_receiver_lose_nothing_and_duplicate_nothing(tmp_p
     assert len(expected) == OBJECTS
 
     workdir = tmp_path / "crash"
-    with scp_server("spoolscp", [], workdir, receiver_only=True, extra_config=CONFIG) as receiver:
-        killer = WorkerKiller(receiver.config, workdir)
-        killer.start()
+    with scp_server("spoolscp", [], workdir, receiver_only=True, extra_config=CONFIG) as receiver, \
+            killing_workers(receiver.config, workdir) as killer:
         target = Target(receiver.port)
         senders = send_in_parallel(target, paths)
         deadline = time.monotonic() + 300
@@ -200,7 +212,7 @@ def test_sigkilled_workers_and_receiver_lose_nothing_and_duplicate_nothing(tmp_p
             wait_senders(senders)
             time.sleep(2 * KILL_EVERY)  # a few more worker kills after the last object
             killer.stop.set()
-            killer.join(30)
+            killer.join(60)
             done_by_killed_workers = spoolscp_queue_stats(again.config)["done"]
             with worker_process(again.config, workdir):
                 wait_output_complete(again, timeout=600)
