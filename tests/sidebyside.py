@@ -460,6 +460,17 @@ def worker_process(config: Path, workdir: Path, workers: int = 2) -> Iterator[su
         stop_process(proc)
 
 
+def wait_until(condition: Callable[[], object], timeout: float, what: str):
+    """Poll ``condition`` until it returns something truthy, and return that; after
+    ``timeout`` seconds raise ``TimeoutError(what)``."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+    return found
+
+
 def spoolscp_queue_stats(config: Path) -> dict[str, int]:
     """``spoolscp queue stats --json``: received/pending/scheduled/running/done/failed."""
     result = subprocess.run([SPOOLSCP, "queue", "stats", "--json", "--config", str(config)],

@@ -25,19 +25,12 @@ from sidebyside import (
     send_dcmtk,
     spoolscp_queue_stats,
     wait_output_complete,
+    wait_until,
 )
 from receiver.dropfolder import CALLING_AE, REJECTED, DropFolder
 
 FILES = {"before_start": "CT_small.dcm", "renamed_in": "MR_small.dcm", "slow": "waveform_ecg.dcm"}
 SETTLE = 1.0
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 def test_files_dropped_into_the_inbox_are_stored_like_received_ones(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from sidebyside import (
     send_dcmtk,
     split_meta,
     wait_output_complete,
+    wait_until,
     worker_process,
 )
 from spoolscp.rawdicom import scan_spool
@@ -98,15 +98,6 @@ def jobs_json(config: Path, *argv: str) -> list[dict]:
     result = queue(config, "list", "--json", *argv)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)
-    return found
 
 
 def test_disk_full_while_spooling_answers_a700_and_loses_nothing(tmp_path: Path) -> None:
