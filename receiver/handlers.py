@@ -220,10 +220,8 @@ class StoreHandler:
         return SUCCESS
 
     def wake(self, seq: int) -> None:
-        try:
-            self.enqueue(seq)
-        except Exception as exc:  # noqa: BLE001 - the job row is the truth; the reconciler re-queues
-            log.warning("could not enqueue job %d (the workers' reconciler will pick it up): %s", seq, exc)
+        """Wake the workers for job ``seq``; ``enqueue`` never raises (``receiver.wakeups``)."""
+        self.enqueue(seq)
 
     def release_requested(self, event: evt.Event) -> None:
         """An A-RELEASE-RQ arrived: record the end now, before the response lets the peer go.
