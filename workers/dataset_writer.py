@@ -12,8 +12,8 @@ Two passes, as in dcmdata:
    items, group length values and file padding);
 2. :meth:`Layout.emit` writes headers and values in tag order.
 
-Recursion follows the nesting of sequences; :class:`RecursionError` for absurdly deep
-nesting is turned into :class:`TooDeep` by the caller.
+Both passes use explicit stacks, so nesting depth is limited only by memory (as in the
+parser).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import array
 import struct
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 from spoolscp.rawdicom import (
     EXTENDED_VRS,
@@ -65,13 +65,41 @@ class Target:
     item_padding: int = 0  # the i of +p f i
 
 
+class _ItemFrame:
+    """An item being measured: how far, how long so far, and per-group sums."""
+
+    __slots__ = ("nodes", "index", "total", "group_sums")
+
+    def __init__(self, nodes: list[Node]) -> None:
+        self.nodes = nodes
+        self.index = 0
+        self.total = 0
+        self.group_sums: dict[int, int] = {}
+
+    def add(self, node: Node, size: int) -> None:
+        self.total += size
+        if node.tag & 0xFFFF:  # group lengths count what follows them in their group
+            group = node.tag >> 16
+            self.group_sums[group] = self.group_sums.get(group, 0) + size
+
+
+class _SequenceFrame:
+    """A sequence being measured: the next item and the length of the items so far."""
+
+    __slots__ = ("seq", "index", "total")
+
+    def __init__(self, seq: Sequence) -> None:
+        self.seq = seq
+        self.index = 0
+        self.total = 0
+
+
 class Layout:
     """One data set prepared for writing; ``item(root)`` first, then ``emit(root, sink)``."""
 
-    def __init__(self, buf, target: Target, strip_padding: bool = True) -> None:
+    def __init__(self, buf, target: Target) -> None:
         self.buf = buf
         self.t = target
-        self.strip_padding = strip_padding
         self.sizes: dict[int, int] = {}  # id(node or item) -> encoded value length
         order = ">" if target.big else "<"
         self._hh = struct.Struct(order + "HH")
@@ -82,37 +110,59 @@ class Layout:
 
     # ---------------------------------------------------------------- pass 1: lengths
 
-    def item(self, nodes: list[Node], instance_length: int = 0) -> int:
-        """Edit one item in place and return its encoded content length.
+    def item(self, nodes: list[Node]) -> int:
+        """Edit the data set (and every item in it) in place; return its encoded length.
 
-        *instance_length* is what dcmdata passes down for item padding: the header sizes of
-        the enclosing sequences and items.
+        Post-order over an explicit stack: an item's length is known once its last node is,
+        a sequence's once its last item is, however deep the nesting.
         """
         self._edit_group_lengths(nodes)
-        total = 0
-        group_sums: dict[int, int] = {}
-        for node in nodes:
-            if isinstance(node, Sequence):
-                size = self._sequence(node, instance_length + self._header_size("SQ"))
+        stack: list[_ItemFrame | _SequenceFrame] = [_ItemFrame(nodes)]
+        while True:
+            frame = stack[-1]
+            if isinstance(frame, _SequenceFrame):
+                if frame.index < len(frame.seq.items):
+                    item = frame.seq.items[frame.index]
+                    frame.index += 1
+                    self._edit_group_lengths(item)
+                    stack.append(_ItemFrame(item))
+                    continue
+                stack.pop()
+                total = frame.total + (0 if self.t.explicit_length else 8)
+                self.sizes[id(frame.seq)] = total
+                stack[-1].add(frame.seq, self._header_size("SQ") + total)
+            elif frame.index < len(frame.nodes):
+                node = frame.nodes[frame.index]
+                frame.index += 1
+                if isinstance(node, Sequence):
+                    stack.append(_SequenceFrame(node))
+                else:
+                    frame.add(node, self._element_size(node))
             else:
-                size = self._element_size(node)
-            if node.tag & 0xFFFF:
-                group = node.tag >> 16
-                group_sums[group] = group_sums.get(group, 0) + size
-            total += size
-        for node in nodes:
+                stack.pop()
+                size = self._close_item(frame)
+                if not stack:
+                    return size
+                if self.t.item_padding:  # +p f i: each item padded to a multiple of i
+                    size += self.add_padding(frame.nodes, size, self.t.item_padding)
+                self.sizes[id(frame.nodes)] = size
+                stack[-1].total += 8 + size + (0 if self.t.explicit_length else 8)
+
+    def _close_item(self, frame: _ItemFrame) -> int:
+        """Fill in the item's group lengths; return its length."""
+        for node in frame.nodes:
             if isinstance(node, Element) and not node.tag & 0xFFFF:
-                node.value = self._ul.pack(group_sums.get(node.tag >> 16, 0))
+                node.value = self._ul.pack(frame.group_sums.get(node.tag >> 16, 0))
                 node.big = self.t.big
-        return total
+        return frame.total
 
     def _edit_group_lengths(self, nodes: list[Node]) -> None:
         """Drop padding and group lengths, or add missing group lengths, as ``+g``/``-g`` say."""
         mode = self.t.group_length
         kept: list[Node] = []
         for node in nodes:
-            if node.tag == PADDING and self.strip_padding:
-                continue
+            if node.tag == PADDING:
+                continue  # -p removes it, +p adds a new one
             group = node.tag >> 16
             if not node.tag & 0xFFFF:
                 if mode != "remove":  # a fresh UL, whatever the VR read (dcmdata does the same)
@@ -123,27 +173,9 @@ class Layout:
             kept.append(node)
         nodes[:] = kept
 
-    def _sequence(self, seq: Sequence, instance_length: int) -> int:
-        total = 0
-        for item in seq.items:
-            size = self.item(item, instance_length + 8)
-            size += self._item_padding(item, size, instance_length + 8)
-            self.sizes[id(item)] = size
-            total += 8 + size + (0 if self.t.explicit_length else 8)
-        if not self.t.explicit_length:
-            total += 8
-        self.sizes[id(seq)] = total
-        return self._header_size("SQ") + total
-
-    def _item_padding(self, item: list[Node], size: int, instance_length: int) -> int:
-        """``+p f i``: a trailing (FFFC,FFFC) so the item length is a multiple of *i*."""
-        pad_to = self.t.item_padding
-        if not pad_to:
-            return 0
-        return self.add_padding(item, size, pad_to)
-
     def add_padding(self, nodes: list[Node], length: int, pad_to: int) -> int:
-        """Append a DataSetTrailingPadding so that *length* grows to a multiple of *pad_to*."""
+        """Append a DataSetTrailingPadding so that *length* grows to a multiple of *pad_to*;
+        return the bytes added (dcmdata's computeGroupLengthAndPadding)."""
         padding = pad_to - length % pad_to
         if padding == pad_to:
             return 0
@@ -181,28 +213,40 @@ class Layout:
     # ---------------------------------------------------------------- pass 2: bytes
 
     def emit(self, nodes: list[Node], sink: Sink) -> None:
-        """Write the items' nodes (after :meth:`item`) to *sink*."""
-        for node in nodes:
-            if isinstance(node, Sequence):
-                self._emit_sequence(node, sink)
-            elif isinstance(node, PixelSequence):
-                self._emit_pixels(node, sink)
-            else:
-                length = self.sizes[id(node)]
-                vr = self.written_vr(node.vr, length)
-                sink.write(self._header(node.tag, vr, length))
-                self._emit_value(node, vr, sink)
+        """Write the data set (after :meth:`item`) to *sink*, in order, with an explicit stack.
 
-    def _emit_sequence(self, seq: Sequence, sink: Sink) -> None:
+        The stack holds iterators of parts: nodes, item node lists, or ready header bytes.
+        """
+        stack: list[Iterator] = [iter(nodes)]
+        while stack:
+            part = next(stack[-1], None)
+            if part is None:
+                stack.pop()
+            elif isinstance(part, bytes):
+                sink.write(part)
+            elif isinstance(part, list):
+                stack.append(iter(part))
+            elif isinstance(part, Sequence):
+                stack.append(self._sequence_parts(part))
+            elif isinstance(part, PixelSequence):
+                self._emit_pixels(part, sink)
+            else:
+                length = self.sizes[id(part)]
+                vr = self.written_vr(part.vr, length)
+                sink.write(self._header(part.tag, vr, length))
+                self._emit_value(part, vr, sink)
+
+    def _sequence_parts(self, seq: Sequence) -> Iterator[bytes | list[Node]]:
+        """A sequence as header bytes and item node lists, delimiters with ``-e``."""
         explicit = self.t.explicit_length
-        sink.write(self._header(seq.tag, "SQ", self.sizes[id(seq)] if explicit else UNDEFINED))
+        yield self._header(seq.tag, "SQ", self.sizes[id(seq)] if explicit else UNDEFINED)
         for item in seq.items:
-            sink.write(self._item_tag(ITEM, self.sizes[id(item)] if explicit else UNDEFINED))
-            self.emit(item, sink)
+            yield self._item_tag(ITEM, self.sizes[id(item)] if explicit else UNDEFINED)
+            yield item
             if not explicit:
-                sink.write(self._item_tag(ITEM_DELIMITER, 0))
+                yield self._item_tag(ITEM_DELIMITER, 0)
         if not explicit:
-            sink.write(self._item_tag(SEQUENCE_DELIMITER, 0))
+            yield self._item_tag(SEQUENCE_DELIMITER, 0)
 
     def _emit_pixels(self, pixels: PixelSequence, sink: Sink) -> None:
         sink.write(self._header(pixels.tag, "OB", UNDEFINED))

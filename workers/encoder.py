@@ -122,22 +122,10 @@ def _write_normal(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae:
             raise CannotWrite(f"cannot convert encapsulated pixel data to transfer syntax {write_ts}")
         syntax = syntax_for(write_ts)
         file_pad, item_pad = encoding.padding or (0, 0)
-        layout = Layout(
-            spool.data,
-            Target(syntax.implicit, syntax.big, encoding.explicit_length, encoding.group_length,
-                   encoding.new_vr, item_pad),
-        )
-        try:
-            length = layout.item(nodes)
-        except RecursionError:
-            raise CannotWrite("data set nested too deeply to re-encode") from None
-        header = b""
-        if encoding.write_file:
-            sop_class, sop_instance = _dataset_uids(spool.data, nodes)
-            header = _PREAMBLE + file_meta(
-                PRIVATE_GENERIC_FILE_SOP_CLASS if sop_class is None else sop_class,
-                generate_uid(INSTANCE_UID_ROOT) if sop_instance is None else sop_instance,
-                write_ts, NORMAL_VERSION_NAME, calling_ae)
+        layout = Layout(spool.data, Target(syntax.implicit, syntax.big, encoding.explicit_length,
+                                           encoding.group_length, encoding.new_vr, item_pad))
+        header = _normal_header(spool.data, nodes, write_ts, calling_ae) if encoding.write_file else b""
+        length = layout.item(nodes)
         if file_pad:
             layout.add_padding(nodes, len(header) + length, file_pad)
         f.write(header)
@@ -145,6 +133,15 @@ def _write_normal(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae:
         layout.emit(nodes, sink)
         if isinstance(sink, _Deflater):
             sink.finish()
+
+
+def _normal_header(buf, nodes: list[Node], write_ts: str, calling_ae: str | None) -> bytes:
+    """Preamble and the meta header dcmdata builds from the data set (spec §10.1)."""
+    sop_class, sop_instance = _dataset_uids(buf, nodes)
+    return _PREAMBLE + file_meta(
+        PRIVATE_GENERIC_FILE_SOP_CLASS if sop_class is None else sop_class,
+        generate_uid(INSTANCE_UID_ROOT) if sop_instance is None else sop_instance,
+        write_ts, NORMAL_VERSION_NAME, calling_ae)
 
 
 class _Deflater:
