@@ -208,6 +208,17 @@ CASES = {
                                                   + LE.el(0x00100010, "PN", b"A^B "), EXPLICIT_LE),
     "odd pixel fragment": (uids(LE) + LE.el(0x7FE00010, "OB", LE.item(b"") + LE.item(b"\xff\xd8\xff")
                                             + LE.tag(0xFFFEE0DD) + bytes(4), UNDEFINED), JPEG_BASELINE),
+    "string padding variants": (LE.el(0x00080005, "CS", b"ISO_IR 100\0\0") + uids(LE) + LE.el(0x00080050, "SH", b"  ")
+                                + LE.el(0x00081030, "LO", b"abc\0") + LE.el(0x00081040, "LO", b"")
+                                + LE.el(0x00084000, "LT", b"text  \0 ") + LE.el(0x00100010, "PN", b"A^B\\C^D ")
+                                + LE.el(0x00180015, "CS", b"HEAD \\ ") + LE.el(0x00204000, "LT", b" lead")
+                                + LE.el(0x00321060, "LO", b"a\0b ") + LE.el(0x0040A160, "UT", b"long   ")
+                                + LE.el(0x00404072, "UR", b"http://x  ") + LE.el(0x00120021, "UC", b"uc  ")
+                                + LE.el(0x00080301, "US", b"") + LE.el(0x00200052, "UI", b"1.2 \\ 3.4\0"), EXPLICIT_LE),
+    "UN of known tags, big endian": (uids(BE) + BE.el(0x00280010, "UN", b"\x00\x02") + BE.el(0x00280030, "UN", b"0.5\\0.5 ")
+                                     + BE.el(0x00081110, "UN", IMP.item(IMP.el(0x00081150, "UI", b"1.2\0"), True)
+                                             + IMP.tag(0xFFFEE0DD) + bytes(4), UNDEFINED),
+                                     EXPLICIT_BE),
     "sequences nested 600 deep": (deep(600), EXPLICIT_LE),
     "encapsulated pixel data": (uids(LE) + LE.el(0x7FE00010, "OB", LE.item(b"") + LE.item(b"\xff\xd8\xff")
                                                  + LE.tag(0xFFFEE0DD) + bytes(4), UNDEFINED), JPEG_BASELINE),
