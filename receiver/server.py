@@ -98,6 +98,9 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     datasettimeout.install()
     commands.install()
     _config.UNRESTRICTED_STORAGE_SERVICE = True  # a C-STORE is served on any accepted context (§2.6)
+    # pynetdicom's own PDU/DIMSE log handlers run on every PDU; its log shows only with -d
+    debug = logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG)
+    _config.LOG_HANDLER_LEVEL = "standard" if debug else "none"
     ae = AE(ae_title=opts.aetitle)
     ae.storescp_policy = AcceptorPolicy(
         rules=rules or negotiation_rules(opts),
