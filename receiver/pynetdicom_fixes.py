@@ -17,7 +17,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
-from receiver import command_codec, reactor_wakeups
+from receiver import command_codec, filemeta, reactor_wakeups
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -47,6 +47,7 @@ def install() -> None:
     DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
     reactor_wakeups.install()
     command_codec.install()
+    filemeta.install()
 
 
 def abort_association(assoc: Any, timeout: float = 5.0) -> None:

@@ -1,0 +1,51 @@
+"""receiver.filemeta writes the meta group pydicom writes for pynetdicom's chunked
+receive, and leaves anything unusual to pydicom."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import pytest
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from pynetdicom.dsutils import create_file_meta
+
+from receiver.filemeta import MetaRequest, _write, encode_meta, meta_request
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+CASES = [
+    (CT, "1.2.826.0.1.3680043.8.498.1", "1.2.840.10008.1.2.1"),  # odd instance UID
+    (CT, "1.2.826.0.1.3680043.8.498.12", "1.2.840.10008.1.2"),  # even
+    ("1.2.840.10008.5.1.4.1.1.7.3", "1." + "2" * 62, "1.2.840.10008.1.2.1.99"),  # 64 characters
+]
+
+
+def pydicom_bytes(**kwargs) -> bytes:
+    out = BytesIO()
+    write_file_meta_info(out, create_file_meta(**kwargs))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("sop_class, instance, ts", CASES)
+def test_same_bytes_as_pydicom(sop_class: str, instance: str, ts: str) -> None:
+    kwargs = {"sop_class_uid": UID(sop_class), "sop_instance_uid": UID(instance), "transfer_syntax": UID(ts)}
+    out = BytesIO()
+    _write(out, meta_request(**kwargs))
+    assert out.getvalue() == pydicom_bytes(**kwargs)
+
+
+@pytest.mark.parametrize("instance", ["", "1.02.3", "1.2.3 ", "1." + "2" * 63, "1.2.3\\4.5", None])
+def test_unusual_uids_go_through_pydicom(instance) -> None:
+    request = MetaRequest(sop_class_uid=CT, sop_instance_uid=instance, transfer_syntax="1.2.840.10008.1.2",
+                          implementation_uid="1.2.3", implementation_version="X")
+    assert encode_meta(request) is None
+    try:
+        expected = pydicom_bytes(sop_class_uid=CT, sop_instance_uid=instance, transfer_syntax="1.2.840.10008.1.2",
+                                 implementation_uid="1.2.3", implementation_version="X")
+    except Exception as exc:  # noqa: BLE001 - then ours must raise the same
+        with pytest.raises(type(exc)):
+            _write(BytesIO(), request)
+        return
+    out = BytesIO()
+    _write(out, request)
+    assert out.getvalue() == expected
