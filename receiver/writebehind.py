@@ -32,14 +32,17 @@ _start_writing = _sync_file_range()
 
 
 class WriteBehind:
-    """Tracks one file's flushed size and starts writing each full chunk."""
+    """Tracks how much of one file was handed to the kernel for writing."""
 
     def __init__(self) -> None:
         self.started = 0  # bytes already handed to the kernel for writing
 
-    def flushed(self, fd: int, size: int) -> None:
-        """``size`` bytes of ``fd`` are flushed to the kernel; start writing full chunks."""
-        if _start_writing is None or size - self.started < CHUNK:
-            return
-        _start_writing(fd, self.started, size - self.started, SYNC_FILE_RANGE_WRITE)  # errors: the fsync reports
+    def due(self, size: int) -> bool:
+        """A full chunk is waiting (of ``size`` bytes written so far)."""
+        return size - self.started >= CHUNK
+
+    def start(self, fd: int, size: int) -> None:
+        """The first ``size`` bytes of ``fd`` are flushed to the kernel: start writing them."""
+        if _start_writing is not None and size > self.started:
+            _start_writing(fd, self.started, size - self.started, SYNC_FILE_RANGE_WRITE)  # errors: the fsync reports
         self.started = size
