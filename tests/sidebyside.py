@@ -1297,12 +1297,8 @@ def exec_log_lines(server: ServerProcess, name: str = EXEC_LOG) -> list[str]:
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; a TimeoutError names ``what`` did not happen."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    """:func:`wait_until` with a 30 s default; the TimeoutError names ``what`` did not happen."""
+    wait_until(condition, timeout, f"timed out after {timeout}s waiting for {what}")
 
 
 def wait_exec_lines(server: ServerProcess, count: int, timeout: float = 30.0) -> None:
