@@ -43,6 +43,12 @@ def new_spool_name() -> str:
     return f"{time.time_ns()}-{os.getpid()}-{n}.dcm"
 
 
+def writer_pid(name: str) -> int | None:
+    """The pid of the process that spooled ``name`` (see :func:`new_spool_name`)."""
+    parts = name.split("-")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
 def commit(received: Path, spool_dir: Path, sync_dir: bool = True) -> str:
     """Make a completely received file durable in the spool and return its name.
 

@@ -61,7 +61,9 @@ def sweep_spool(spool_dir: Path, db: jobs.JobDB, orphan_age: float) -> list[str]
 
     The folder is listed before the table is read: a file whose row is committed in
     between looks like an orphan, and the age keeps it (the receiver records a row
-    right after the rename, so ``orphan_age`` only has to exceed that moment).
+    right after the rename, so ``orphan_age`` only has to exceed that moment). A file
+    whose receiver still runs here is never an orphan, however old: that receiver may
+    yet commit its row and acknowledge it.
     """
     if not spool_dir.is_dir():
         return []
@@ -71,7 +73,8 @@ def sweep_spool(spool_dir: Path, db: jobs.JobDB, orphan_age: float) -> list[str]
     removed = []
     for name, mtime in listed:
         state = states.get(name)
-        if state == "done" or (state is None and now - mtime >= orphan_age):
+        orphan = state is None and now - mtime >= orphan_age and not jobs.pid_alive(spool.writer_pid(name))
+        if state == "done" or orphan:
             log.debug("removing spool file %s (%s)", name, "job done" if state else "never acknowledged")
             spool.remove(spool_dir, name)
             removed.append(name)
