@@ -246,6 +246,15 @@ def test_same_bytes_as_dcmtk(case: str, options: str, tmp_path: Path) -> None:
     assert_same_as_dcmtk(tmp_path, dataset, ts, **OPTION_SETS[options])
 
 
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_deflated_stream_is_dcmtks(level: int, tmp_path: Path) -> None:
+    """+td +cl N: the compressed bytes themselves are dcmconv's (same zlib, raw deflate)."""
+    dataset, ts = CASES["deflated input"]
+    spool = spool_file(tmp_path / "s.dcm", dataset + LE.el(0x7FE10010, "OB", bytes(5000)), EXPLICIT_LE)
+    e = Encoding(xfer="deflated", compression_level=level)
+    assert split_meta(ours(spool, e))[1] == split_meta(dcmtk(spool, e, tmp_path))[1]
+
+
 # ------------------------------------------------------------------------------ meta header
 
 def test_meta_header_is_storescp_369s(tmp_path: Path) -> None:

@@ -152,7 +152,10 @@ class _Deflater:
         self.z = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
 
     def write(self, data) -> None:
-        self.f.write(self.z.compress(data))
+        """Compress in bounded chunks: a 1 GB value never becomes one compressed buffer."""
+        view = memoryview(data)
+        for start in range(0, len(view), _COPY_CHUNK):
+            self.f.write(self.z.compress(view[start : start + _COPY_CHUNK]))
 
     def finish(self) -> None:
         self.f.write(self.z.flush())
