@@ -615,8 +615,12 @@ def _inflate(buf, start: int, end: int, directory: str):
 
 
 @contextmanager
-def open_spool(path: str | os.PathLike) -> Iterator[Spool]:
-    """Map a spool file (inflating a deflated data set) for the duration of the block."""
+def open_spool(path: str | os.PathLike, inflate: bool = True) -> Iterator[Spool]:
+    """Map a spool file (inflating a deflated data set) for the duration of the block.
+
+    ``inflate=False`` is for readers of the raw bytes only (``+B``): *data* is then the
+    deflated stream as received.
+    """
     with open(path, "rb") as fileobj:
         raw = _map(fileobj)
         inflated = None
@@ -625,7 +629,7 @@ def open_spool(path: str | os.PathLike) -> Iterator[Spool]:
             uid = meta[0x0010].rstrip(b"\0 ").decode("ascii", "replace")
             syntax = syntax_for(uid)
             data, start, end = raw, offset, len(raw)
-            if syntax.deflated:
+            if syntax.deflated and inflate:
                 inflated = _inflate(raw, offset, len(raw), os.path.dirname(os.fspath(path)))
                 data, start = _map(inflated), 0
                 end = len(data)

@@ -100,7 +100,7 @@ def write_output(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: 
 
 def _write_bit_preserving(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
     """``+B``: the received bytes verbatim, behind a meta header from the request (§10.1)."""
-    with open_spool(spool_path) as spool:
+    with open_spool(spool_path, inflate=False) as spool:
         if encoding.write_file:
             f.write(_PREAMBLE)
             f.write(file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
