@@ -34,6 +34,9 @@ OPTION_SETS = {
     "-u": ["-u"],
     "+uc": ["+uc"],
     "+te -e +g": ["+te", "-e", "+g"],
+    # Every stored object in its own file (+uf), so the 10 objects that a later one with the
+    # same SOP Instance UID overwrites in the sets above are compared too.
+    "+uf +tb -e +g": ["+uf", "+tb", "-e", "+g"],
 }
 
 
