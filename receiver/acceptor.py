@@ -68,10 +68,14 @@ def proposed_role(role_items: dict, abstract_syntax: str) -> str:
 
 
 def proposed_contexts(rq: A_ASSOCIATE, role_items: dict) -> list[Proposed]:
+    """The RQ's contexts; a repeated context ID counts once, as in DCMTK's answer."""
+    first = {}
+    for cx in rq.presentation_context_definition_list:
+        first.setdefault(int(cx.context_id), cx)
     return [
-        Proposed(int(cx.context_id), str(cx.abstract_syntax), tuple(str(ts) for ts in cx.transfer_syntax),
+        Proposed(cid, str(cx.abstract_syntax), tuple(str(ts) for ts in cx.transfer_syntax),
                  proposed_role(role_items, str(cx.abstract_syntax)))
-        for cx in rq.presentation_context_definition_list
+        for cid, cx in first.items()
     ]
 
 
@@ -122,7 +126,7 @@ _RoleAnswer.__name__ = SCP_SCU_RoleSelectionNegotiation.__name__  # pynetdicom f
 
 def _context(outcome: Outcome) -> PresentationContext:
     cx = PresentationContext()
-    cx.context_id = outcome.context_id
+    cx._context_id = outcome.context_id  # unchecked: an even ID is echoed as DCMTK does
     cx.abstract_syntax = outcome.abstract_syntax
     cx.transfer_syntax = [outcome.transfer_syntax]
     cx.result = outcome.result

@@ -6,7 +6,9 @@ Three places where pynetdicom's defaults differ from DCMTK in what a sender obse
   the files' SourceApplicationEntityTitle keep a leading space;
 * no A-ASSOCIATE-RQ within ``-ta``: the connection closes without a PDU and
   ``E: Receiving Association failed: 0006:031a DUL network read timeout`` is logged;
-* an association idle longer than ``-ts`` is dropped without an A-ABORT.
+* an association idle longer than ``-ts`` is dropped without an A-ABORT;
+* an even (or 0) presentation context ID is answered like any other, where pynetdicom's
+  decoder raised in the network thread and left the peer without an answer.
 
 The timeout patches act only for AEs built by :func:`receiver.server.build_ae` (they carry
 a ``storescp_policy``); the AE title reading applies to every RQ the process decodes.
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_items import PresentationContextItemRQ
 from pynetdicom.utils import decode_bytes
 
 log = logging.getLogger("spoolscp.receiver")
@@ -74,6 +78,23 @@ def _idle_timer_expired(self: DULServiceProvider) -> bool:
     return False
 
 
+_original_rq_context = PresentationContextItemRQ.to_primitive
+
+
+def _rq_context_to_primitive(self: PresentationContextItemRQ) -> Any:
+    """pynetdicom's conversion, minus its odd-ID check (DCMTK accepts and echoes the ID)."""
+    cid = self.presentation_context_id
+    if cid is None or (1 <= cid <= 255 and cid % 2):
+        return _original_rq_context(self)
+    self.presentation_context_id = 1
+    try:
+        context = _original_rq_context(self)
+    finally:
+        self.presentation_context_id = cid
+    context._context_id = cid
+    return context
+
+
 _RQ_AE_TITLES = {name: getattr(A_ASSOCIATE_RQ, name) for name in ("called_ae_title", "calling_ae_title")}
 
 
@@ -83,5 +104,6 @@ def install() -> None:
         return
     Association.run_reactor = _run_reactor  # type: ignore[method-assign]
     DULServiceProvider.idle_timer_expired = _idle_timer_expired  # type: ignore[method-assign]
+    PresentationContextItemRQ.to_primitive = _rq_context_to_primitive  # type: ignore[method-assign]
     for name, prop in _RQ_AE_TITLES.items():
         setattr(A_ASSOCIATE_RQ, name, _keeping_leading_spaces(prop))

@@ -458,3 +458,60 @@ def test_socket_timeout_drops_an_idle_association(tmp_path: Path) -> None:
         logs = [s.stderr_text() for s in (ref, cand)]
     assert answers == [(0x02, None), (0x02, None)], answers
     assert all(log.rstrip().endswith("I: Association Aborted") for log in logs)
+
+
+def _item(item_type: int, data: bytes) -> bytes:
+    return bytes([item_type, 0]) + len(data).to_bytes(2, "big") + data
+
+
+def _raw_rq(contexts: list[tuple[int, bytes, list[bytes]]], user: bytes | None = b"") -> bytes:
+    """An A-ASSOCIATE-RQ built byte by byte, so that it can break the rules."""
+    items = b"".join(_item(0x20, bytes([cid, 0, 0, 0]) + _item(0x30, abstract)
+                           + b"".join(_item(0x40, ts) for ts in syntaxes))
+                     for cid, abstract, syntaxes in contexts)
+    if user is not None:
+        items += _item(0x50, _item(0x51, (16384).to_bytes(4, "big")) + _item(0x52, b"1.2.3") + user)
+    body = (b"\x00\x01\x00\x00" + b"ANY-SCP".ljust(16) + b"HOSTILE".ljust(16) + bytes(32)
+            + _item(0x10, b"1.2.840.10008.3.1.1.1") + items)
+    return b"\x01\x00" + len(body).to_bytes(4, "big") + body
+
+
+HOSTILE_RQS = {  # name -> (RQ, whether DCMTK answers it at all)
+    "empty abstract syntax": (_raw_rq([(1, b"", [ILE.encode()])]), True),
+    "repeated context ID": (_raw_rq([(1, CT.encode(), [ILE.encode()]), (1, VERIFICATION.encode(), [ILE.encode()])]), True),
+    "even context IDs": (_raw_rq([(0, CT.encode(), [ILE.encode()]), (2, CT.encode(), [ILE.encode()])]), True),
+    "no user information": (_raw_rq([(1, CT.encode(), [ILE.encode()])], None), True),
+    "role item 0/0": (_raw_rq([(1, CT.encode(), [ILE.encode()])],
+                              _item(0x54, len(CT).to_bytes(2, "big") + CT.encode() + b"\0\0")), True),
+    "no transfer syntax": (_raw_rq([(1, CT.encode(), [])]), False),
+    "300 transfer syntaxes": (_raw_rq([(1, CT.encode(), [b"1.2.3.%d" % i for i in range(300)] + [ILE.encode()])]), False),
+    "80-character abstract syntax": (_raw_rq([(1, b"1." * 40, [ILE.encode()])]), False),
+}
+
+
+def test_hostile_requests(tmp_path: Path) -> None:
+    """Malformed RQs: DCMTK's answer where it gives one; otherwise spoolscp still answers (no
+    hanging peer, no traceback) where storescp never does."""
+    from sidebyside import _read_pdu
+
+    def answer(port: int, rq: bytes) -> object:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(rq)
+            try:
+                pdu = _read_pdu(sock)
+            except TimeoutError:
+                return "NO ANSWER"
+            if pdu and pdu[0] == 0x02:
+                sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")
+                from sidebyside import decode_associate_ac
+                return decode_associate_ac(pdu[1]).contexts
+            return pdu and pdu[0]
+
+    with server_pair([], tmp_path) as (ref, cand, _):
+        for name, (rq, dcmtk_answers) in HOSTILE_RQS.items():
+            with ThreadPoolExecutor(2) as pool:
+                a, b = pool.map(answer, (ref.port, cand.port), (rq, rq))
+            print(f"{name}: DCMTK {a}, spoolscp {b}")
+            assert (a == b) if dcmtk_answers else (a == "NO ANSWER" and b != "NO ANSWER"), name
+        time.sleep(0.2)
+        assert "Traceback" not in cand.stderr_text()
