@@ -8,7 +8,7 @@ implicit VR little endian, in group 0000, with a handful of value representation
 
 * :func:`encode_command_set` writes those directly; anything else (another group, a
   VR or a value it does not know) returns None and the caller falls back to pydicom;
-* :func:`store_response` encodes a plain C-STORE-RSP straight from its primitive,
+* :func:`simple_response` encodes a plain C-STORE-RSP or C-ECHO-RSP straight from its primitive,
   when no handler is bound to ``EVT_DIMSE_SENT`` (which would want the message).
 
 The bytes on the wire stay exactly pydicom's (checked in tests).
@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom import dimse_messages, evt
 from pynetdicom.dimse import DIMSEServiceProvider
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
 _NUMBERS = {"US": "<H", "UL": "<I"}
@@ -89,16 +89,22 @@ def _element(elem: int, raw: bytes) -> bytes:
     return struct.pack("<HHI", 0, elem, len(raw)) + raw
 
 
-def store_response(primitive: C_STORE) -> bytes | None:
-    """The command set of a C-STORE-RSP without error details, else None."""
+# Response primitive type -> its Command Field and whether it names the SOP instance.
+_RESPONSES = {C_STORE: (0x8001, True), C_ECHO: (0x8030, False)}
+
+
+def simple_response(primitive: C_STORE | C_ECHO) -> bytes | None:
+    """The command set of a C-STORE-RSP or C-ECHO-RSP without error details, else None."""
+    command_field, names_instance = _RESPONSES[type(primitive)]
     if primitive.MessageIDBeingRespondedTo is None or primitive.Status is None:
         return None
-    if primitive.OffendingElement is not None or primitive.ErrorComment is not None:
+    if getattr(primitive, "OffendingElement", None) is not None or primitive.ErrorComment is not None:
         return None
+    instance = primitive.AffectedSOPInstanceUID if names_instance else None
     parts = []
-    for elem, value, vr in ((0x0002, primitive.AffectedSOPClassUID, "UI"), (0x0100, 0x8001, "US"),
+    for elem, value, vr in ((0x0002, primitive.AffectedSOPClassUID, "UI"), (0x0100, command_field, "US"),
                             (0x0120, primitive.MessageIDBeingRespondedTo, "US"), (0x0800, 0x0101, "US"),
-                            (0x0900, primitive.Status, "US"), (0x1000, primitive.AffectedSOPInstanceUID, "UI")):
+                            (0x0900, primitive.Status, "US"), (0x1000, instance, "UI")):
         if value is None:
             continue
         raw = _value(vr, value)
@@ -112,8 +118,8 @@ def store_response(primitive: C_STORE) -> bytes | None:
 def _fast_send(original: Callable[..., None]) -> Callable[..., None]:
     def send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int) -> None:
         command = None
-        if type(primitive) is C_STORE and not self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
-            command = store_response(primitive)
+        if type(primitive) in _RESPONSES and not self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
+            command = simple_response(primitive)
         max_pdu = self.maximum_pdu_size
         if command is None or (max_pdu and len(command) + 6 > max_pdu):
             original(self, primitive, context_id)

@@ -9,7 +9,7 @@ from pynetdicom import dimse_primitives as prim
 from pynetdicom.dimse_messages import C_ECHO_RQ, C_ECHO_RSP, C_FIND_RSP, C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dsutils import encode as pydicom_encode
 
-from receiver.command_codec import encode_command_set, store_response
+from receiver.command_codec import encode_command_set, simple_response
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 ODD_UID = "1.2.826.0.1.3680043.8.498.1"  # odd length: padded with a NUL
@@ -99,12 +99,21 @@ def test_a_store_response_straight_from_its_primitive_is_pynetdicoms(status: int
     p = store_rsp_primitive(status, uid)
     m = C_STORE_RSP()
     m.primitive_to_message(p)
-    assert store_response(p) == pydicom_encode(m.command_set, True, True)
+    assert simple_response(p) == pydicom_encode(m.command_set, True, True)
 
 
 def test_a_store_response_with_error_details_or_a_request_takes_pynetdicoms_path() -> None:
-    assert store_response(store_rsp_primitive(0xC000, ErrorComment="bad")) is None
-    assert store_response(store_rsp_primitive(0xC000, OffendingElement=[0x00100010])) is None
+    assert simple_response(store_rsp_primitive(0xC000, ErrorComment="bad")) is None
+    assert simple_response(store_rsp_primitive(0xC000, OffendingElement=[0x00100010])) is None
     request = prim.C_STORE()
     request.MessageID, request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = 1, CT, ODD_UID
-    assert store_response(request) is None
+    assert simple_response(request) is None
+
+
+@pytest.mark.parametrize("status", [0x0000, 0x0211])
+def test_an_echo_response_straight_from_its_primitive_is_pynetdicoms(status: int) -> None:
+    m = echo(True)
+    m.command_set.Status = status
+    p = prim.C_ECHO()
+    p.MessageIDBeingRespondedTo, p.AffectedSOPClassUID, p.Status = 1, "1.2.840.10008.1.1", status
+    assert simple_response(p) == pydicom_encode(m.command_set, True, True)
