@@ -17,7 +17,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
-from receiver import command_codec, filemeta, reactor_wakeups
+from receiver import command_codec, fastrecv, filemeta, reactor_wakeups
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -48,6 +48,7 @@ def install() -> None:
     reactor_wakeups.install()
     command_codec.install()
     filemeta.install()
+    fastrecv.install()
 
 
 def abort_association(assoc: Any, timeout: float = 5.0) -> None:
