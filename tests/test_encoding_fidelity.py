@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sidebyside import InputFile, is_success, one_per_file, pydicom_corpus, run_side_by_side
+from spoolscp.rawdicom import syntax_for
 
 OPTION_SETS = {
     "default": [],
@@ -80,17 +81,20 @@ def test_encoding_fidelity(options: list[str], corpus: list[InputFile], tmp_path
 STORESCP_CFG = "/etc/dcmtk/storescp.cfg"  # Debian's sample profiles; "Default" accepts JPEG & co
 
 
+@pytest.fixture(scope="module")
+def compressed(corpus: list[InputFile]) -> list[InputFile]:
+    """pydicom's files in an encapsulated transfer syntax (40)."""
+    return [f for f in corpus if syntax_for(f.ts).encapsulated]
+
+
 @pytest.mark.parametrize("write_xfer", ["+te", "+tb", "+ti", "+td"])
-def test_compressed_cannot_be_converted(write_xfer: str, corpus: list[InputFile],
+def test_compressed_cannot_be_converted(write_xfer: str, compressed: list[InputFile],
                                         tmp_path: Path) -> None:
     """Encapsulated data sets received via -xf cannot be decompressed: 0xA700, no file (§10.2).
 
     Sent by pynetdicom, which proposes each file's own transfer syntax (storescu would
     decompress them itself).
     """
-    from spoolscp.rawdicom import syntax_for
-
-    compressed = [f for f in corpus if syntax_for(f.ts).encapsulated]
     options = ["-xf", STORESCP_CFG, "Default", write_xfer]
     cmp = run_side_by_side(options, one_per_file(compressed), "pynetdicom", tmp_path)
     refused = sum(r.reference_status == "0xA700" for r in cmp.inputs)
@@ -98,6 +102,17 @@ def test_compressed_cannot_be_converted(write_xfer: str, corpus: list[InputFile]
     assert refused > 10, cmp.report()
     assert cmp.ok, cmp.report()
     assert not cmp.pairs, cmp.report()
+
+
+@pytest.mark.parametrize("mode", [[], ["+B"]], ids=["+t=", "+B"])
+def test_compressed_kept_as_received(mode: list[str], compressed: list[InputFile], tmp_path: Path) -> None:
+    """Accepted via -xf, encapsulated data sets are re-encoded (or copied) in their own syntax."""
+    cmp = run_side_by_side(["-xf", STORESCP_CFG, "Default", *mode], one_per_file(compressed),
+                           "pynetdicom", tmp_path)
+    both = [p for p in cmp.pairs if p.reference and p.candidate]
+    print(f"{mode}: {len(compressed)} compressed files sent, {len(both)} written by both")
+    assert len(both) > 10, cmp.report()
+    assert cmp.ok, cmp.report()
 
 
 def test_meta_header_bytes_are_compared(corpus: list[InputFile], tmp_path: Path) -> None:
