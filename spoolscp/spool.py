@@ -77,9 +77,12 @@ def commit(received: Path, spool_dir: Path, sync_dir: bool = True) -> str:
 
 
 def remove(spool_dir: Path, name: str) -> None:
-    """Drop a spool file whose output is durable; a missing file is already done."""
+    """Drop a spool file whose output is durable; a missing file is already done.
+
+    The removal is not fsynced: its job is durably done (or was never acknowledged)
+    first, and a file that a crash brings back is one the reconciler's sweep removes.
+    """
     try:
         os.unlink(spool_dir / name)
     except FileNotFoundError:
         return
-    fsync_dir(spool_dir)
