@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -174,6 +175,7 @@ def receive(opts: StorescpOptions, settings: Settings, enqueue: Any, rules: Rule
     except OSError as exc:
         raise StartupError(f"cannot create network: {exc.strerror or exc}") from exc
     folder = dropfolder.start_for(settings, store, opts.aetitle)
+    gc.freeze()  # start-up objects (pydicom's dictionaries...) out of every later collection
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
