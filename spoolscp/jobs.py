@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -84,6 +84,17 @@ def m002_assoc_succession(db: sqlite_utils.Database) -> None:
     object only if that sender began after the study's sender had ended (spec §7)."""
     db.execute("ALTER TABLE assocs ADD COLUMN first_seq INTEGER")
     db.execute("CREATE INDEX IF NOT EXISTS studies_dir ON studies (dir)")  # a new study's free name
+
+
+@migrations()
+def m003_outputs(db: sqlite_utils.Database) -> None:
+    """Which object each output path holds: the latest received wins, as in storescp.
+
+    Workers write in parallel, so two receptions of the same instance (a corrected
+    re-send) can finish out of order; ``publish`` consults this table so that an earlier
+    object never replaces a later one.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS outputs (path TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
 
 
 @dataclass(frozen=True)
@@ -400,6 +411,27 @@ def requeue_failed(db: JobDB, seqs: list[int] | None = None) -> list[int]:
     return found
 
 
+def publish(db: JobDB, seq: int, path: Path, move: Callable[[], None]) -> bool:
+    """Run ``move`` (the rename that puts object ``seq`` at ``path``) unless a later object
+    already holds ``path``; return whether it ran.
+
+    The check, the rename and the record are one transaction, so two workers writing the
+    same name settle in reception order whatever order they finish in, and a re-run after
+    a crash between rename and commit simply renames again.
+
+    >>> publish(db, 17, Path("out/CT.1.2.3"), lambda: os.replace(tmp, final))  # doctest: +SKIP
+    True
+    """
+    with db.transaction() as c:
+        holder = c.execute("SELECT seq FROM outputs WHERE path = ?", (str(path),)).fetchone()
+        if holder is not None and holder[0] > seq:
+            return False
+        move()
+        c.execute("INSERT INTO outputs (path, seq) VALUES (?, ?)"
+                  " ON CONFLICT (path) DO UPDATE SET seq = excluded.seq", (str(path), seq))
+    return True
+
+
 def purge_done(db: JobDB, older_than: float) -> list[int]:
     """Delete ``done`` rows last updated more than ``older_than`` seconds ago; return the jobs
     among them (markers of ended associations go too, uncounted).
@@ -424,6 +456,9 @@ def purge_done(db: JobDB, older_than: float) -> list[int]:
             )
         ]
         c.executemany("DELETE FROM jobs WHERE seq = ?", [(s,) for s, _ in found])
+        # an output record matters only while an earlier object could still be written
+        c.execute("DELETE FROM outputs WHERE seq NOT IN (SELECT seq FROM jobs) AND seq <"
+                  " (SELECT coalesce(min(seq), 1 << 62) FROM jobs WHERE kind = 'store' AND state != 'done')")
     return [s for s, kind in found if kind != "assoc_end"]
 
 

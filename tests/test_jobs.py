@@ -68,3 +68,21 @@ def test_two_processes_share_the_table(tmp_path):
     seq = jobs.record_received(a, received())
     assert jobs.get_job(b, seq).sop_instance == "1.2.0"
     a.close(), b.close()
+
+
+def test_publish_lets_the_latest_reception_hold_a_path(db, tmp_path):
+    moves = []
+    path = tmp_path / "CT.1.2.3"
+    assert jobs.publish(db, 7, path, lambda: moves.append(7))
+    assert not jobs.publish(db, 5, path, lambda: moves.append(5))  # earlier: skipped
+    assert jobs.publish(db, 7, path, lambda: moves.append(70))  # a re-run of the holder
+    assert moves == [7, 70]
+
+
+def test_a_failing_move_records_nothing(db, tmp_path):
+    def fail():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        jobs.publish(db, 9, tmp_path / "x", fail)
+    assert jobs.publish(db, 3, tmp_path / "x", lambda: None)  # 9 never held it

@@ -178,3 +178,28 @@ def test_sigterm_stops_receiver_and_workers_without_orphans(tmp_path: Path) -> N
     assert problems == []
     assert server.proc.returncode == 0
     assert [p.name for p in server.outdir.iterdir()] == [f"CT.{files[0].dataset_uid}"]
+
+
+def test_a_later_reception_of_the_same_name_wins_whatever_order_workers_finish(tmp_path: Path) -> None:
+    """Two objects with one SOP Instance UID (a corrected re-send): DCMTK keeps the later
+    one. Here the later job is written first, then the earlier one must not replace it."""
+    from spoolscp.settings import load_settings
+    from workers import tasks
+
+    files = corpus_files(["reportsi.dcm", "reportsi_with_empty_number_tags.dcm"])
+    assert files[0].dataset_uid == files[1].dataset_uid
+    with scp_server("dcmtk", [], tmp_path / "dcmtk") as reference:
+        for f in files:
+            assert send_dcmtk(reference.port, [f], tmp_path / "ref.log") == [SUCCESS]
+    with scp_server("spoolscp", [], tmp_path / "spool", receiver_only=True) as receiver:
+        for f in files:
+            assert send_dcmtk(receiver.port, [f], tmp_path / "cand.log") == [SUCCESS]
+    settings = load_settings(str(receiver.config))
+    handoff = tasks.Handoff(enqueue=lambda seq: None, check_studies_in=lambda delay: None)
+    earlier, later = sorted(s for s, in tasks.job_db(settings).execute("SELECT seq FROM jobs WHERE kind = 'store'"))
+    for seq in (later, earlier):
+        tasks.run(settings, seq, last_attempt=True, handoff=handoff)
+    assert tree(receiver.outdir) == tree(reference.outdir)
+    notes = dict(tasks.job_db(settings).execute("SELECT seq, error FROM jobs WHERE kind = 'store'"))
+    assert notes[later] is None and notes[earlier].startswith("superseded")
+    assert list((receiver.workdir / "state" / "spool").glob("*.dcm")) == []

@@ -2,7 +2,10 @@
 
 The file is written under a temporary name in the output folder, fsynced, renamed
 over its final name and the folder fsynced, so a reader never sees half a file and a
-crash leaves either the old state or the new one.
+crash leaves either the old state or the new one. The rename goes through a
+``publish`` callback (:func:`spoolscp.jobs.publish`), which skips it when a later
+reception of the same name has already been written: the newest object wins, as in
+storescp, even though workers finish in any order.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Callable
 
 from spoolscp.jobs import Job
 from spoolscp.spool import fsync_dir
@@ -23,8 +27,11 @@ def temp_name(job: Job) -> str:
     return f".spoolscp-{job.seq}.tmp"
 
 
-def write_job_output(job: Job, spool_path: Path) -> Path:
-    """Write ``job``'s output file and return its path."""
+Publish = Callable[[Path, Callable[[], None]], bool]
+
+
+def write_job_output(job: Job, spool_path: Path, publish: Publish) -> Path | None:
+    """Write ``job``'s output file and return its path (None: a later object holds it)."""
     options = job.options
     encoding = Encoding.from_options(options["encoding"])
     out_dir = Path(options["output_dir"], job.out_subdir or "")
@@ -40,9 +47,13 @@ def write_job_output(job: Job, spool_path: Path) -> Path:
             write_output(spool_path, f, encoding, job.calling_ae)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, final)
+        published = publish(final, lambda: os.replace(tmp, final))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if not published:
+        tmp.unlink()
+        log.info("not storing %s: a later reception of the same name is already stored", shown)
+        return None
     fsync_dir(out_dir)
     return final

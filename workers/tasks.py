@@ -24,6 +24,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Collection
 
 from huey import Huey, crontab
@@ -75,7 +76,11 @@ def release_followups(db: jobs.JobDB, enqueue: Callable[[int], None]) -> None:
 
 def run_store(settings: Settings, db: jobs.JobDB, job: jobs.Job) -> str | None:
     """Write one object's output; the spool file goes only once the output is durable."""
-    write_job_output(job, settings.spool_dir / job.spool)
+    def publish(path: Path, move: Callable[[], None]) -> bool:
+        return jobs.publish(db, job.seq, path, move)
+
+    if write_job_output(job, settings.spool_dir / job.spool, publish) is None:
+        return "superseded: a later reception of the same name was stored"
     return None
 
 
