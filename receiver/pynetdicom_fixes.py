@@ -17,7 +17,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
-from receiver import command_codec, fastrecv, filemeta, reactor_wakeups
+from receiver import command_codec, fastpdata, fastrecv, filemeta, reactor_wakeups
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -49,6 +49,7 @@ def install() -> None:
     command_codec.install()
     filemeta.install()
     fastrecv.install()
+    fastpdata.install()
 
 
 def abort_association(assoc: Any, timeout: float = 5.0) -> None:
