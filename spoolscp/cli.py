@@ -135,6 +135,7 @@ def worker_main(argv: Sequence[str]) -> int:
     from workers.recovery import jobs_with_messages
     from workers.tasks import run_reconcile
 
+    os.nice(settings.worker_nice)  # inherited by the worker processes
     queue = open_queue(settings)
     run_reconcile(settings, queue.enqueue, jobs_with_messages(queue.huey))
     consumer = queue.huey.create_consumer(

@@ -41,6 +41,7 @@ class Settings:
     retry_delay: float = 2.0
     retry_backoff: float = 2.0
     lease_seconds: float = 600.0
+    worker_nice: int = 10  # workers yield the CPU to the receiver: acknowledging comes first
     dropfolder: Path | None = None  # None: no drop folder
     dropfolder_settle: float = 2.0
     dropfolder_rescan: float = 60.0
@@ -78,6 +79,7 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     ("queue", "poll_max_delay"): "poll_max_delay",
     ("workers", "count"): "workers",
     ("workers", "lease_seconds"): "lease_seconds",
+    ("workers", "nice"): "worker_nice",
     ("retry", "retries"): "retries",
     ("retry", "delay"): "retry_delay",
     ("retry", "backoff"): "retry_backoff",
