@@ -27,14 +27,10 @@ from receiver.profiles import ProfileError
 from receiver.profiles import load as load_profile
 from receiver.wakeups import BackgroundEnqueue
 from receiver.options import StorescpOptions
-from spoolscp import jobs
+from spoolscp import identity, jobs
 from spoolscp.settings import Settings
 
 log = logging.getLogger("spoolscp.receiver")
-
-# What DCMTK 3.6.9 announces in the A-ASSOCIATE-AC (spec §2.5).
-IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.9"
-IMPLEMENTATION_VERSION = "OFFIS_DCMTK_369"
 
 
 class StartupError(Exception):
@@ -111,8 +107,8 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     )
     ae.storescp_tests = testoptions.TestOptions(
         opts.sleep_during, opts.sleep_after, opts.abort_during, opts.abort_after)
-    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
-    ae.implementation_version_name = IMPLEMENTATION_VERSION
+    ae.implementation_class_uid = identity.IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = identity.VERSION_NAME
     ae.require_called_aet = False
     ae.maximum_pdu_size = opts.max_pdu
     ae.acse_timeout = opts.acse_timeout

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from pydicom.uid import generate_uid
 
+from spoolscp import identity
 from spoolscp.rawdicom import (
     DEFLATED_LE,
     EXPLICIT_BE,
@@ -36,9 +37,6 @@ from workers.dataset_writer import Layout, Target
 
 __all__ = ["CannotWrite", "Encoding", "conversion_possible", "write_output"]
 
-IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.9"
-NORMAL_VERSION_NAME = "OFFIS_DCMTK_369"
-BIT_PRESERVING_VERSION_NAME = "OFFIS_DCMBP_369"
 # What dcmdata puts in the meta header when the data set has no (0008,0016) / (0008,0018)
 # at all (present but empty stays empty): UID_PrivateGenericFileSOPClass, and a fresh UID
 # under SITE_INSTANCE_UID_ROOT.
@@ -104,7 +102,7 @@ def _write_bit_preserving(spool_path: Path, f: BinaryIO, encoding: Encoding, cal
         if encoding.write_file:
             f.write(_PREAMBLE)
             f.write(file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
-                              BIT_PRESERVING_VERSION_NAME, calling_ae))
+                              identity.BIT_PRESERVING_VERSION_NAME, calling_ae))
         view = memoryview(spool.raw)
         try:
             for start in range(spool.dataset_offset, len(spool.raw), _COPY_CHUNK):
@@ -141,7 +139,7 @@ def _normal_header(buf, nodes: list[Node], write_ts: str, calling_ae: str | None
     return _PREAMBLE + file_meta(
         PRIVATE_GENERIC_FILE_SOP_CLASS if sop_class is None else sop_class,
         generate_uid(INSTANCE_UID_ROOT) if sop_instance is None else sop_instance,
-        write_ts, NORMAL_VERSION_NAME, calling_ae)
+        write_ts, identity.VERSION_NAME, calling_ae)
 
 
 class _Deflater:
@@ -179,7 +177,7 @@ def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str, version_n
         _meta_element(0x0002, "UI", sop_class.encode()),
         _meta_element(0x0003, "UI", sop_instance.encode()),
         _meta_element(0x0010, "UI", transfer_syntax.encode()),
-        _meta_element(0x0012, "UI", IMPLEMENTATION_CLASS_UID.encode()),
+        _meta_element(0x0012, "UI", identity.IMPLEMENTATION_CLASS_UID.encode()),
         _meta_element(0x0013, "SH", version_name.encode()),
     ]
     if calling_ae:
