@@ -71,7 +71,9 @@ class ReceiverServer(ThreadedAssociationServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """In the accept loop: pynetdicom starts a thread per connection only to create
-        the association, which then starts its own thread; that first thread is saved."""
+        the association, which then starts its own thread; that first thread is saved.
+        TCP_NODELAY as DCMTK sets it with ``TCP_NODELAY=1``."""
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers are small: no Nagle wait
         self.process_request_thread(request, client_address)
 
     def service_actions(self) -> None:
