@@ -29,11 +29,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+T = TypeVar("T")
 STATES = ("queued", "waiting", "running", "scheduled", "done", "failed")
 KINDS = ("store", "assoc_end", "ignored", "eos", "exec")
 HOST = socket.gethostname()
@@ -145,7 +146,7 @@ class JobDB:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None)
         # FULL: a commit is on disk before we acknowledge the object it records.
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
@@ -159,7 +160,7 @@ class JobDB:
     def execute(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         """Run one statement in its own transaction and return its rows."""
         with self.lock:
-            return self.conn.execute(sql, params).fetchall()
+            return when_free(self.conn, lambda: self.conn.execute(sql, params).fetchall())
 
     def transaction(self, fsync: bool = True) -> "_Immediate":
         """``with db.transaction() as c:`` runs a read-modify-write under BEGIN IMMEDIATE.
@@ -185,6 +186,35 @@ def _schema_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
+_BUSY_SLEEP_MAX = 0.002
+
+
+def when_free(conn: sqlite3.Connection, call: Callable[[], T]) -> T:
+    """``call()`` (one statement, or ``BEGIN IMMEDIATE``), retried while another process
+    writes, with short sleeps.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries: a receiver
+    answering a C-STORE waited milliseconds for a worker's commit that had ended
+    long before. Here the wait starts at 0.1 ms and never exceeds 2 ms; a statement
+    that found the database locked did nothing, so trying it again is safe.
+    """
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        delay = 0.0001
+        while True:
+            try:
+                return call()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, _BUSY_SLEEP_MAX)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+
+
 class _Immediate:
     def __init__(self, db: JobDB, fsync: bool = True) -> None:
         self.db = db
@@ -192,9 +222,15 @@ class _Immediate:
 
     def __enter__(self) -> sqlite3.Connection:
         self.db.lock.acquire()
-        if not self.fsync:
-            self.db.conn.execute("PRAGMA synchronous=NORMAL")
-        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not self.fsync:
+                self.db.conn.execute("PRAGMA synchronous=NORMAL")
+            when_free(self.db.conn, lambda: self.db.conn.execute("BEGIN IMMEDIATE"))
+        except BaseException:
+            if not self.fsync:
+                self.db.conn.execute("PRAGMA synchronous=FULL")
+            self.db.lock.release()
+            raise
         return self.db.conn
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
