@@ -37,6 +37,9 @@ def _prerequisites_met(c: sqlite3.Connection, kind: str, after_seq: int | None, 
     return True
 
 
+UNFINISHED = tuple(state for state in jobs.STATES if state not in ("done", "failed"))
+
+
 def _blocks_followers(kind: str, state: str, sync: int) -> bool:
     """Does a row in ``state`` hold back the rows after it?"""
     if state in ("waiting", "queued"):
@@ -48,9 +51,10 @@ def dispatch(db: jobs.JobDB) -> list[int]:
     """Move the rows that may start now from ``waiting`` to ``queued``; return them."""
     ready = []
     with db.transaction() as c:
-        rows = c.execute(
+        rows = c.execute(  # state IN (...), not NOT IN: the (state, kind) index, no table scan per job
             "SELECT seq, kind, state, sync, after_seq, study_id FROM jobs"
-            " WHERE kind IN ('eos', 'exec') AND state NOT IN ('done', 'failed') ORDER BY seq"
+            f" WHERE kind IN ('eos', 'exec') AND state IN ({', '.join('?' for _ in UNFINISHED)}) ORDER BY seq",
+            UNFINISHED,
         ).fetchall()
         for seq, kind, state, sync, after_seq, study_id in rows:
             if state == "waiting":
