@@ -252,13 +252,13 @@ def _fmt(s: dict[str, float], digits: int = 0) -> str:
 
 
 def table(cases: list[Case], rates: list[SetupRate]) -> str:
-    head = ("corpus", "assocs", "receiver", "ack obj/s", "ack MB/s", "e2e MB/s", "ratio ack", "ratio e2e",
-            "rx CPU s", "wk CPU s", "peak RSS MB")
+    head = ("corpus", "assocs", "receiver", "ack obj/s", "ack MB/s", "e2e obj/s", "e2e MB/s", "ratio ack",
+            "ratio e2e", "rx CPU s", "wk CPU s", "peak RSS MB")
     rows = [head]
     for case in cases:
         s, r = summary(case), ratios(case, cases)
         rows.append((case.corpus, str(case.assocs), case.receiver, _fmt(s["ack_obj_s"]), _fmt(s["ack_mb_s"]),
-                     _fmt(s["e2e_mb_s"]), f"{r['ack']:.2f}" if r else "-", f"{r['e2e']:.2f}" if r else "-",
+                     _fmt(s["e2e_obj_s"]), _fmt(s["e2e_mb_s"]), f"{r['ack']:.2f}" if r else "-", f"{r['e2e']:.2f}" if r else "-",
                      _fmt(s["cpu_s"], 2), _fmt(s["worker_cpu_s"], 2) if s["worker_cpu_s"] else "-",
                      f"{s['peak_rss_mb']:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
