@@ -77,9 +77,11 @@ class StoreHandler:
     _peers: "weakref.WeakKeyDictionary[Association, Peer]" = field(default_factory=weakref.WeakKeyDictionary)
     _peers_lock: threading.Lock = field(default_factory=threading.Lock)
     committer: GroupCommit = field(init=False)
+    encoding: Encoding = field(init=False)
 
     def __post_init__(self) -> None:
         self.committer = GroupCommit(self.jobs_db, self.spool_dir)
+        self.encoding = Encoding.from_options(self.output["encoding"])
 
     def peer(self, assoc: Association) -> Peer:
         """The association's peer, looked up once per association."""
@@ -165,7 +167,7 @@ class StoreHandler:
         refused = self.sort_refusal(info)
         if refused is not None:
             return refused, None
-        if not conversion_possible(transfer_syntax, Encoding.from_options(self.output["encoding"]),
+        if not conversion_possible(transfer_syntax, self.encoding,
                                    info.encapsulated_pixels):
             log.error("cannot write DICOM file: %s: Pixel representation not found", sop_instance)
             return OUT_OF_RESOURCES, None
