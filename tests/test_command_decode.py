@@ -370,11 +370,16 @@ def test_real_peers_get_dcmtks_statuses_and_outputs_with_every_request_option(tm
     by_pynetdicom, by_storescu = files[:len(STORE_OPTIONS)], files[len(STORE_OPTIONS):]
     results = {}
     for kind in ("dcmtk", "spoolscp"):
-        with scp_server(kind, [], tmp_path / kind) as server:
+        with scp_server(kind, ["-v"], tmp_path / kind) as server:
             statuses = store_with_options(server.port, by_pynetdicom)
             statuses += send_dcmtk(server.port, by_storescu, tmp_path / f"{kind}.log")
             wait_output_complete(server, timeout=60)
-            results[kind] = statuses, {f.relpath: f.digest for f in read_tree(server.outdir)}
+            outputs = {f.relpath: f.digest for f in read_tree(server.outdir)}
+        # e.g. "I: Received Store Request (MsgID 101, CT)": the Message IDs as received
+        requests = [line for line in server.stderr_text().splitlines() if "Received Store Request" in line]
+        results[kind] = statuses, outputs, requests
     assert results["dcmtk"][0] == [SUCCESS] * len(files)
     assert len(results["dcmtk"][1]) == len(files)
+    assert [line.split("(")[1].split(",")[0] for line in results["dcmtk"][2]] == \
+        [f"MsgID {100 + i}" for i in range(len(STORE_OPTIONS))] + ["MsgID 1", "MsgID 2"]
     assert results["spoolscp"] == results["dcmtk"]
