@@ -11,7 +11,6 @@ The bytes are pydicom's (checked in tests).
 
 from __future__ import annotations
 
-import re
 import struct
 from typing import Any, BinaryIO
 
@@ -19,7 +18,7 @@ from pydicom.filewriter import write_file_meta_info
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, dimse_messages
 from pynetdicom.dsutils import create_file_meta
 
-_PLAIN_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")  # what pydicom accepts silently
+from receiver.primitive_uids import plain_uid
 
 
 class MetaRequest(dict):
@@ -31,7 +30,7 @@ def _explicit(elem: int, vr: bytes, raw: bytes) -> bytes:
 
 
 def _uid(value: Any) -> bytes | None:
-    if not isinstance(value, str) or len(value) > 64 or not _PLAIN_UID.fullmatch(value):
+    if not isinstance(value, str) or not plain_uid(value):
         return None
     raw = value.encode("ascii")
     return raw + b"\0" if len(raw) % 2 else raw

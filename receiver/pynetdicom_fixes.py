@@ -17,7 +17,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
-from receiver import command_codec, fastpdata, fastrecv, filemeta, reactor_wakeups
+from receiver import command_codec, command_decode, fastpdata, fastrecv, filemeta, primitive_uids, reactor_wakeups
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -47,6 +47,8 @@ def install() -> None:
     DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
     reactor_wakeups.install()
     command_codec.install()
+    command_decode.install()
+    primitive_uids.install()
     filemeta.install()
     fastrecv.install()
     fastpdata.install()
