@@ -4,9 +4,14 @@ for every object that concurrent associations have ready at the same moment.
 Each association thread hands its job row to :meth:`GroupCommit.record` and blocks
 until the row is durable. Whoever gets the commit lock takes every row waiting at
 that moment, fsyncs the spool folder once (the renames of all their files) and
-commits the rows in one ``synchronous=FULL`` transaction; the others find their row
-committed when the lock comes to them. One association alone pays what it paid
-before (no extra thread, no hand-off); four pay one commit between them.
+commits the rows in one durable transaction; the others find their row committed
+when the lock comes to them. One association alone pays what it paid before (no
+extra thread, no hand-off); four pay one commit between them.
+
+The folder fsync comes first: a row that is durable always names a spool file that
+is. The transaction's own fsync (of the WAL, ``spoolscp.walsync``) happens after
+SQLite's write lock is released, so ``--fork`` receiver processes and workers commit
+while this one waits for the disk, and their fsyncs overlap instead of queueing.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from receiver.groupcommit import GroupCommit
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
 from spoolscp.sopclasses import log_code_for
+from spoolscp.walsync import UnsyncedCommit
 from workers.encoder import Encoding, conversion_possible
 from workers.studydirs import UnsafeStudyDir, study_dir_name
 
@@ -200,9 +201,10 @@ class StoreHandler:
                     "options": self.output,
                 },
             )
-        except Exception as exc:  # noqa: BLE001 - any failure here means "not stored"
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not acknowledged"
             log.error("cannot record received object %s: %s", sop_instance, exc)
-            spool.remove(self.spool_dir, spooled)
+            if not isinstance(exc, UnsyncedCommit):  # a committed row keeps its file: at least once
+                spool.remove(self.spool_dir, spooled)
             return OUT_OF_RESOURCES, None
         peer.stored = True
         self.wake(seq)
