@@ -83,7 +83,7 @@ class SpoolingFile:
             self._guard(os.close, fd)
 
     def __del__(self) -> None:  # an abandoned transfer: pynetdicom never closes its file
-        if self._fd >= 0:
+        if getattr(self, "_fd", -1) >= 0:  # (no descriptor if the file could not be created)
             os.close(self._fd)
 
     def _write_pending(self) -> None:

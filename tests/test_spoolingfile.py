@@ -9,8 +9,10 @@ small file instead of mapping it: both ways must give the same result.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -126,3 +128,12 @@ def test_reading_a_small_file_scans_like_mapping_it(tmp_path: Path, monkeypatch)
     assert read == mapped
     assert sum(isinstance(r, str) for r in read) < len(read) - 5  # most files are valid, some are not
     assert any(isinstance(r, rawdicom.SpoolInfo) and r.transfer_syntax == rawdicom.DEFLATED_LE for r in read)
+
+
+def test_a_file_that_cannot_be_created_raises_where_pynetdicom_creates_it(tmp_path: Path, monkeypatch) -> None:
+    unraisable: list = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(FileNotFoundError):
+        diskfull.SpoolingFile(dir=str(tmp_path / "gone"), delete=False, mode="wb", suffix=".dcm")
+    gc.collect()
+    assert unraisable == []  # and its finaliser has nothing to close
