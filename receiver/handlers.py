@@ -24,6 +24,7 @@ from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_RELEASE
 
 from receiver import diskfull
+from receiver.foldersync import FolderSync
 from receiver.groupcommit import GroupCommit
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
@@ -78,10 +79,12 @@ class StoreHandler:
     _peers: "weakref.WeakKeyDictionary[Association, Peer]" = field(default_factory=weakref.WeakKeyDictionary)
     _peers_lock: threading.Lock = field(default_factory=threading.Lock)
     committer: GroupCommit = field(init=False)
+    folder_sync: FolderSync = field(init=False)
     encoding: Encoding = field(init=False)
 
     def __post_init__(self) -> None:
-        self.committer = GroupCommit(self.jobs_db, self.spool_dir)
+        self.committer = GroupCommit(self.jobs_db)
+        self.folder_sync = FolderSync(self.spool_dir)
         self.encoding = Encoding.from_options(self.output["encoding"])
 
     def peer(self, assoc: Association) -> Peer:
@@ -177,7 +180,7 @@ class StoreHandler:
             log.error("cannot write DICOM file: %s...: File name too long", sop_instance[:64])
             return OUT_OF_RESOURCES, None
         try:
-            spooled = spool.commit(received, self.spool_dir, sync_dir=False)  # the committer syncs it
+            spooled = spool.commit(received, self.spool_dir, folder_sync=self.folder_sync)
         except OSError as exc:
             log.error("cannot spool received object %s: %s", sop_instance, exc)
             return OUT_OF_RESOURCES, None

@@ -80,9 +80,7 @@ def test_the_folder_is_synced_once_per_wal_file(tmp_path: Path, monkeypatch) -> 
 
 
 def test_a_failed_wal_sync_is_reported_as_an_unsynced_commit(tmp_path: Path, monkeypatch) -> None:
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    gc = GroupCommit(jobs.JobDB(tmp_path / "jobs.db"), spool)
+    gc = GroupCommit(jobs.JobDB(tmp_path / "jobs.db"))
 
     def failing(fd: int) -> None:
         raise OSError(errno.EIO, "I/O error")
@@ -99,18 +97,16 @@ import sys, time
 from pathlib import Path
 from receiver.groupcommit import GroupCommit
 from spoolscp import jobs
-gc = GroupCommit(jobs.JobDB(Path(sys.argv[1])), Path(sys.argv[2]))
+gc = GroupCommit(jobs.JobDB(Path(sys.argv[1])))
 for i in range(100000):
-    seq = gc.record({"spool": f"{sys.argv[3]}-{i}.dcm", "received_at": time.time(), "options": {}})
-    print(seq, f"{sys.argv[3]}-{i}.dcm", flush=True)
+    seq = gc.record({"spool": f"{sys.argv[2]}-{i}.dcm", "received_at": time.time(), "options": {}})
+    print(seq, f"{sys.argv[2]}-{i}.dcm", flush=True)
 """
 
 
 def test_rows_acknowledged_by_two_committing_processes_survive_their_sigkill(tmp_path: Path) -> None:
-    spool = tmp_path / "spool"
-    spool.mkdir()
     jobs.JobDB(tmp_path / "jobs.db").close()  # schema first, so both start writing at once
-    procs = [subprocess.Popen([sys.executable, "-c", COMMITTER, str(tmp_path / "jobs.db"), str(spool), name],
+    procs = [subprocess.Popen([sys.executable, "-c", COMMITTER, str(tmp_path / "jobs.db"), name],
                               stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
              for name in ("a", "b")]
     acknowledged: list[tuple[int, str]] = []
