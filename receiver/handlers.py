@@ -180,7 +180,7 @@ class StoreHandler:
             log.error("cannot write DICOM file: %s...: File name too long", sop_instance[:64])
             return OUT_OF_RESOURCES, None
         try:
-            spooled = spool.commit(received, self.spool_dir, folder_sync=self.folder_sync)
+            spooled = spool.commit(received, self.spool_dir, self.folder_sync)
         except OSError as exc:
             log.error("cannot spool received object %s: %s", sop_instance, exc)
             return OUT_OF_RESOURCES, None

@@ -58,30 +58,26 @@ class FolderSync(Protocol):
     def wait(self, ticket: int) -> None: ...
 
 
-def commit(received: Path, spool_dir: Path, sync_dir: bool = True, folder_sync: FolderSync | None = None) -> str:
+def commit(received: Path, spool_dir: Path, folder_sync: FolderSync) -> str:
     """Make a completely received file durable in the spool and return its name.
 
     The file must live on the same file system as ``spool_dir`` (pynetdicom's temp
     folder is pointed at ``spool_dir/incoming`` for that reason). It is renamed before
     its fsync: a journalling file system then commits the rename with the data, and
-    the folder's fsync has next to nothing left to do. With ``folder_sync`` that fsync
-    runs at the same time as the file's; ``sync_dir=False`` leaves it to the caller.
-    A file renamed but not yet recorded is, like any spool file without a job, one
-    that was never acknowledged.
+    the folder's fsync (``folder_sync``, run at the same time) has next to nothing
+    left to do. A file renamed but not yet recorded is, like any spool file without a
+    job, one that was never acknowledged.
     """
     name = new_spool_name()
     os.replace(received, spool_dir / name)
     try:
-        ticket = folder_sync.request() if folder_sync is not None else None
+        ticket = folder_sync.request()
         fd = os.open(spool_dir / name, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if ticket is not None:
-            folder_sync.wait(ticket)
-        elif sync_dir:
-            fsync_dir(spool_dir)
+        folder_sync.wait(ticket)
     except OSError:
         (spool_dir / name).unlink(missing_ok=True)
         raise

@@ -103,7 +103,7 @@ def test_commit_with_a_folder_sync_renames_and_a_failure_leaves_nothing(tmp_path
     spool_dir, incoming = tmp_path / "spool", tmp_path / "spool" / "incoming"
     incoming.mkdir(parents=True)
     (incoming / "a").write_bytes(b"data")
-    name = spool.commit(incoming / "a", spool_dir, folder_sync=FolderSync(spool_dir))
+    name = spool.commit(incoming / "a", spool_dir, FolderSync(spool_dir))
     assert (spool_dir / name).read_bytes() == b"data" and not (incoming / "a").exists()
 
     class Failing:
@@ -115,5 +115,5 @@ def test_commit_with_a_folder_sync_renames_and_a_failure_leaves_nothing(tmp_path
 
     (incoming / "b").write_bytes(b"data")
     with pytest.raises(OSError):
-        spool.commit(incoming / "b", spool_dir, folder_sync=Failing())
+        spool.commit(incoming / "b", spool_dir, Failing())
     assert sorted(p.name for p in spool_dir.iterdir()) == sorted([name, "incoming"])
