@@ -1,23 +1,27 @@
-"""Group commit of received objects: one spool-folder fsync and one job-table commit
-for every object that concurrent associations have ready at the same moment.
+"""Group commit of received objects: one job-table commit for every object that
+concurrent associations have ready at the same moment.
 
 Each association thread hands its job row to :meth:`GroupCommit.record` and blocks
 until the row is durable. Whoever gets the commit lock takes every row waiting at
-that moment, fsyncs the spool folder once (the renames of all their files) and
-commits the rows in one ``synchronous=FULL`` transaction; the others find their row
+that moment and commits them in one durable transaction; the others find their row
 committed when the lock comes to them. One association alone pays what it paid
 before (no extra thread, no hand-off); four pay one commit between them.
+
+A row is handed over only once its spool file and the file's folder entry are durable
+(``spoolscp.spool.commit`` with ``receiver.foldersync``): a row that is durable always
+names a spool file that is. The transaction's own fsync (of the WAL,
+``spoolscp.walsync``) happens after SQLite's write lock is released, so ``--fork``
+receiver processes and workers commit while this one waits for the disk, and their
+fsyncs overlap instead of queueing.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from spoolscp import jobs
-from spoolscp.spool import fsync_dir
 
 
 @dataclass
@@ -30,19 +34,16 @@ class _Slot:
 class GroupCommit:
     """Durable ``store`` job rows, several per fsync when several are waiting."""
 
-    def __init__(self, db: jobs.JobDB, spool_dir: Path) -> None:
+    def __init__(self, db: jobs.JobDB) -> None:
         self.db = db
-        self.spool_dir = spool_dir
         self._waiting: list[_Slot] = []
         self._waiting_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
     def record(self, fields: dict[str, Any]) -> int:
-        """Record a received object (its spool file already fsynced) and return its seq.
-
-        Returns only once the row is committed and the folder entry of its spool file is
-        durable; raises what the commit raised, and then nothing of the batch is recorded.
-        """
+        """Record a received object (its spool file and folder entry durable) and return
+        its seq, once the row is durable; raises what the commit raised (and then, unless
+        it is ``UnsyncedCommit``, nothing of the batch is recorded)."""
         slot = _Slot(dict(fields, kind="store", state="queued"))
         with self._waiting_lock:
             self._waiting.append(slot)
@@ -58,7 +59,6 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Slot]) -> None:
         try:
-            fsync_dir(self.spool_dir)
             with self.db.transaction() as conn:
                 seqs = [jobs.insert(conn, slot.row) for slot in batch]
         except BaseException as exc:  # every waiter must learn the outcome, whatever it is

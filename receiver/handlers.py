@@ -24,10 +24,12 @@ from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_RELEASE
 
 from receiver import diskfull
+from receiver.foldersync import FolderSync
 from receiver.groupcommit import GroupCommit
 from spoolscp import jobs, spool
 from spoolscp.rawdicom import BrokenDataSet, SpoolInfo, scan_spool
 from spoolscp.sopclasses import log_code_for
+from spoolscp.walsync import UnsyncedCommit
 from workers.encoder import Encoding, conversion_possible
 from workers.studydirs import UnsafeStudyDir, study_dir_name
 
@@ -77,10 +79,12 @@ class StoreHandler:
     _peers: "weakref.WeakKeyDictionary[Association, Peer]" = field(default_factory=weakref.WeakKeyDictionary)
     _peers_lock: threading.Lock = field(default_factory=threading.Lock)
     committer: GroupCommit = field(init=False)
+    folder_sync: FolderSync = field(init=False)
     encoding: Encoding = field(init=False)
 
     def __post_init__(self) -> None:
-        self.committer = GroupCommit(self.jobs_db, self.spool_dir)
+        self.committer = GroupCommit(self.jobs_db)
+        self.folder_sync = FolderSync(self.spool_dir)
         self.encoding = Encoding.from_options(self.output["encoding"])
 
     def peer(self, assoc: Association) -> Peer:
@@ -176,7 +180,7 @@ class StoreHandler:
             log.error("cannot write DICOM file: %s...: File name too long", sop_instance[:64])
             return OUT_OF_RESOURCES, None
         try:
-            spooled = spool.commit(received, self.spool_dir, sync_dir=False)  # the committer syncs it
+            spooled = spool.commit(received, self.spool_dir, self.folder_sync)
         except OSError as exc:
             log.error("cannot spool received object %s: %s", sop_instance, exc)
             return OUT_OF_RESOURCES, None
@@ -200,9 +204,10 @@ class StoreHandler:
                     "options": self.output,
                 },
             )
-        except Exception as exc:  # noqa: BLE001 - any failure here means "not stored"
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not acknowledged"
             log.error("cannot record received object %s: %s", sop_instance, exc)
-            spool.remove(self.spool_dir, spooled)
+            if not isinstance(exc, UnsyncedCommit):  # a committed row keeps its file: at least once
+                spool.remove(self.spool_dir, spooled)
             return OUT_OF_RESOURCES, None
         peer.stored = True
         self.wake(seq)

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterator, TypeVar
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from spoolscp.walsync import WalSync
+
 T = TypeVar("T")
 STATES = ("queued", "waiting", "running", "scheduled", "done", "failed")
 KINDS = ("store", "assoc_end", "ignored", "eos", "exec")
@@ -141,6 +143,10 @@ class JobDB:
 
     SQLite serialises writers across processes; the lock serialises this process's
     threads on its one connection (the receiver runs one thread per association).
+    Statements run alone commit with ``synchronous=FULL``; transactions commit with
+    ``synchronous=NORMAL`` and sync the WAL after releasing both locks
+    (``spoolscp.walsync``), which is as durable and lets concurrent writers overlap
+    their fsyncs.
     """
 
     def __init__(self, path: Path) -> None:
@@ -151,8 +157,10 @@ class JobDB:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
         with _schema_lock(path):
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             migrations.apply(sqlite_utils.Database(self.conn))
+        # Without WAL (a file system that refuses it) transactions stay synchronous=FULL.
+        self.wal = WalSync(path) if mode.lower() == "wal" else None
 
     def close(self) -> None:
         self.conn.close()
@@ -164,6 +172,10 @@ class JobDB:
 
     def transaction(self, fsync: bool = True) -> "_Immediate":
         """``with db.transaction() as c:`` runs a read-modify-write under BEGIN IMMEDIATE.
+
+        The block's end returns once the commit is durable; the WAL is synced outside
+        the locks (``spoolscp.walsync``), and a failure of that sync raises
+        ``UnsyncedCommit`` (committed, durability unknown).
 
         ``fsync=False`` commits without waiting for the disk (``synchronous=NORMAL``):
         safe against a killed process, lost only to a power cut, and then found again
@@ -218,16 +230,17 @@ def when_free(conn: sqlite3.Connection, call: Callable[[], T]) -> T:
 class _Immediate:
     def __init__(self, db: JobDB, fsync: bool = True) -> None:
         self.db = db
-        self.fsync = fsync
+        self.wal_sync = db.wal if fsync else None
+        self.normal = not fsync or db.wal is not None  # commit without SQLite's own fsync
 
     def __enter__(self) -> sqlite3.Connection:
         self.db.lock.acquire()
         try:
-            if not self.fsync:
+            if self.normal:
                 self.db.conn.execute("PRAGMA synchronous=NORMAL")
             when_free(self.db.conn, lambda: self.db.conn.execute("BEGIN IMMEDIATE"))
         except BaseException:
-            if not self.fsync:
+            if self.normal:
                 self.db.conn.execute("PRAGMA synchronous=FULL")
             self.db.lock.release()
             raise
@@ -237,9 +250,11 @@ class _Immediate:
         try:
             self.db.conn.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
-            if not self.fsync:
+            if self.normal:
                 self.db.conn.execute("PRAGMA synchronous=FULL")
             self.db.lock.release()
+        if self.wal_sync is not None and exc_type is None:
+            self.wal_sync.sync()  # outside the locks: other writers commit meanwhile
 
 
 def insert(c: sqlite3.Connection, row: dict[str, Any]) -> int:

@@ -584,10 +584,18 @@ def _read_meta(buf) -> tuple[dict[int, bytes], int]:
     return meta, pos
 
 
+# Smaller files are read rather than mapped: for a 2 KB object open+read costs 12 us,
+# open+mmap+munmap 20 us; larger ones are mapped so that skipped values are never read.
+READ_BELOW = 64 * 1024
+
+
 def _map(fileobj) -> mmap.mmap | bytes:
-    """Map a whole file read-only; an empty file maps to ``b''``."""
+    """Map a whole file read-only (a small one is read instead); an empty file is ``b''``."""
     size = os.fstat(fileobj.fileno()).st_size
-    return mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    if size < READ_BELOW:
+        fileobj.seek(0)  # an inflated data set was just written
+        return fileobj.read()
+    return mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _inflate(buf, start: int, end: int, directory: str):

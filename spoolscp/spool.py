@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 _counter = itertools.count()
 _counter_lock = threading.Lock()
@@ -49,27 +50,34 @@ def writer_pid(name: str) -> int | None:
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
-def commit(received: Path, spool_dir: Path, sync_dir: bool = True) -> str:
+class FolderSync(Protocol):
+    """Folder fsyncs run elsewhere (``receiver.foldersync``): ask after a rename, wait later."""
+
+    def request(self) -> int: ...
+
+    def wait(self, ticket: int) -> None: ...
+
+
+def commit(received: Path, spool_dir: Path, folder_sync: FolderSync) -> str:
     """Make a completely received file durable in the spool and return its name.
 
     The file must live on the same file system as ``spool_dir`` (pynetdicom's temp
     folder is pointed at ``spool_dir/incoming`` for that reason). It is renamed before
     its fsync: a journalling file system then commits the rename with the data, and
-    the folder's fsync has next to nothing left to do. ``sync_dir=False`` leaves that
-    fsync to the caller, who may do one for several files (before acknowledging any).
-    A file renamed but not yet recorded is, like any spool file without a job, one
-    that was never acknowledged.
+    the folder's fsync (``folder_sync``, run at the same time) has next to nothing
+    left to do. A file renamed but not yet recorded is, like any spool file without a
+    job, one that was never acknowledged.
     """
     name = new_spool_name()
     os.replace(received, spool_dir / name)
     try:
+        ticket = folder_sync.request()
         fd = os.open(spool_dir / name, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if sync_dir:
-            fsync_dir(spool_dir)
+        folder_sync.wait(ticket)
     except OSError:
         (spool_dir / name).unlink(missing_ok=True)
         raise

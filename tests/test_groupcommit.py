@@ -20,9 +20,7 @@ def received(i: int) -> dict:
 
 
 def committer(tmp_path: Path) -> GroupCommit:
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    return GroupCommit(jobs.JobDB(tmp_path / "jobs.db"), spool)
+    return GroupCommit(jobs.JobDB(tmp_path / "jobs.db"))
 
 
 def record_in_threads(gc: GroupCommit, count: int, results: dict, hold: bool) -> list[threading.Thread]:
@@ -68,16 +66,25 @@ def test_many_concurrent_records_are_all_durable_and_distinct(tmp_path: Path) ->
     assert gc.db.execute("SELECT count(*) FROM jobs")[0][0] == 40
 
 
-def test_a_failed_commit_fails_every_row_of_its_batch_and_records_none(tmp_path: Path) -> None:
+def test_a_failed_commit_fails_every_row_of_its_batch_and_records_none(tmp_path: Path, monkeypatch) -> None:
     gc = committer(tmp_path)
-    gc.spool_dir = tmp_path / "gone"  # its fsync fails: nothing may be acknowledged
+    real = jobs.insert
+    inserted: list[int] = []
+
+    def insert_fails_on_the_second_row(conn, row):  # say, the disk fails: nothing may be acknowledged
+        inserted.append(1)
+        if len(inserted) == 2:
+            raise OSError(5, "I/O error")
+        return real(conn, row)
+
+    monkeypatch.setattr(jobs, "insert", insert_fails_on_the_second_row)
     results: dict = {}
     with gc._commit_lock:
         threads = record_in_threads(gc, 3, results, hold=True)
     for t in threads:
         t.join(10)
-    assert all(isinstance(r, FileNotFoundError) for r in results.values()) and len(results) == 3
+    assert all(isinstance(r, OSError) for r in results.values()) and len(results) == 3
     assert gc.db.execute("SELECT count(*) FROM jobs")[0][0] == 0
-    gc.spool_dir = tmp_path / "spool"
-    assert gc.record(received(9)) == 1
+    monkeypatch.setattr(jobs, "insert", real)
+    assert gc.record(received(9)) == 1  # the rolled-back rows left nothing behind
 

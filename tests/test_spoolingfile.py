@@ -1,0 +1,139 @@
+"""The chunked-receive spool file (receiver.diskfull.SpoolingFile) and the small-file scan.
+
+pynetdicom writes a data set into it fragment by fragment, flushing after every PDU;
+what ends up in the file must be exactly what was written, whatever the fragment sizes,
+with a write-behind only for complete chunks. Names must never collide, also between
+processes writing into one ``incoming/`` folder (``--fork``). ``scan_spool`` reads a
+small file instead of mapping it: both ways must give the same result.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from receiver import diskfull, writebehind
+from spoolscp import rawdicom, spool
+from spoolscp.rawdicom import BrokenDataSet, scan_spool
+
+
+@pytest.fixture
+def incoming(tmp_path: Path, monkeypatch) -> Path:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def receive(pieces: list[bytes]) -> diskfull.SpoolingFile:
+    """What pynetdicom does: create, write each fragment and flush, then the handler's check."""
+    f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")
+    for piece in pieces:
+        f.write(piece)
+        f.file.flush()
+    assert diskfull.write_error(f.name) is None
+    return f
+
+
+@pytest.mark.parametrize("size", [0, 1, 2000, writebehind.CHUNK - 1, writebehind.CHUNK, 3 * writebehind.CHUNK + 5])
+def test_the_file_holds_exactly_what_was_written_and_only_whole_chunks_are_written_behind(
+        incoming: Path, size: int, monkeypatch) -> None:
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(writebehind, "_start_writing", lambda fd, off, n, flags: started.append((off, n)))
+    data = random.Random(size).randbytes(size)
+    cuts = sorted(random.Random(size + 1).sample(range(size + 1), min(size, 40)))
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, size])]
+    f = receive(pieces)
+    assert Path(f.name).read_bytes() == data  # readable before close: the handler scans it then
+    f.close()
+    assert Path(f.name).read_bytes() == data
+    assert all(n >= writebehind.CHUNK for _, n in started) and sum(n for _, n in started) <= size
+    assert (started != []) == (size >= writebehind.CHUNK)
+
+
+def test_names_are_spool_names_unique_across_processes(incoming: Path) -> None:
+    children = []
+    for k in range(4):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                for i in range(100):
+                    receive([f"{k}-{i}".encode()]).close()
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    files = list(incoming.iterdir())
+    assert len(files) == 400
+    assert sorted(p.read_bytes() for p in files) == sorted(f"{k}-{i}".encode() for k in range(4) for i in range(100))
+    assert len({spool.writer_pid(p.name) for p in files}) == 4
+
+
+def test_a_taken_name_is_skipped(incoming: Path, monkeypatch) -> None:
+    names = iter(["1-2-0.dcm", "1-2-0.dcm", "1-2-1.dcm"])
+    monkeypatch.setattr(spool, "new_spool_name", lambda: next(names))
+    (incoming / "1-2-0.dcm").write_bytes(b"leftover")
+    f = receive([b"new"])
+    f.close()
+    assert (Path(f.name).name, Path(f.name).read_bytes()) == ("1-2-1.dcm", b"new")
+    assert (incoming / "1-2-0.dcm").read_bytes() == b"leftover"
+
+
+def test_a_write_error_is_remembered_the_file_emptied_and_the_rest_swallowed(incoming: Path, monkeypatch) -> None:
+    f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")
+    f.write(b"x" * 100)
+    monkeypatch.setattr(diskfull.os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left")))
+    f.write(b"y" * 100)
+    error = diskfull.write_error(f.name)
+    assert isinstance(error, OSError) and error.errno == 28
+    f.write(b"z")  # swallowed
+    f.close()
+    assert Path(f.name).stat().st_size == 0
+    assert diskfull.write_error(f.name) is None  # reported once
+
+
+def spool_files() -> list[str]:
+    """pydicom's test files: every transfer syntax it has, deflated included, and broken ones."""
+    names = ["CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+             "MR_small_RLE.dcm", "MR_small_padded.dcm", "image_dfl.dcm", "rtplan.dcm", "JPEG2000.dcm",
+             "no_meta.dcm", "no_meta_group_length.dcm", "SC_rgb_small_odd.dcm", "ExplVR_BigEnd.dcm",
+             "ExplVR_BigEndNoMeta.dcm", "meta_missing_tsyntax.dcm", "empty_charset_LEI.dcm"]
+    return [get_testdata_file(name) for name in names]  # all shipped with pydicom: no download
+
+
+def scan(path: str):
+    try:
+        return scan_spool(path)
+    except BrokenDataSet as exc:
+        return f"BrokenDataSet: {exc}"
+
+
+def test_reading_a_small_file_scans_like_mapping_it(tmp_path: Path, monkeypatch) -> None:
+    files = spool_files()
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(Path(files[0]).read_bytes()[:1000])
+    files += [str(truncated)]
+    monkeypatch.setattr(rawdicom, "READ_BELOW", 0)
+    mapped = [scan(f) for f in files]
+    monkeypatch.setattr(rawdicom, "READ_BELOW", 1 << 30)
+    read = [scan(f) for f in files]
+    assert read == mapped
+    assert sum(isinstance(r, str) for r in read) < len(read) - 5  # most files are valid, some are not
+    assert any(isinstance(r, rawdicom.SpoolInfo) and r.transfer_syntax == rawdicom.DEFLATED_LE for r in read)
+
+
+def test_a_file_that_cannot_be_created_raises_where_pynetdicom_creates_it(tmp_path: Path, monkeypatch) -> None:
+    unraisable: list = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(FileNotFoundError):
+        diskfull.SpoolingFile(dir=str(tmp_path / "gone"), delete=False, mode="wb", suffix=".dcm")
+    gc.collect()
+    assert unraisable == []  # and its finaliser has nothing to close
