@@ -170,6 +170,18 @@ class JobDB:
         with self.lock:
             return when_free(self.conn, lambda: self.conn.execute(sql, params).fetchall())
 
+    def write(self, sql: str, params: tuple | dict = ()) -> None:
+        """Run one changing statement durably, as a :meth:`transaction` commits it.
+
+        Unlike :meth:`execute` (SQLite's own fsync, inside its write lock), the WAL is
+        synced after the lock is released: a worker marking a job done does not hold up
+        the receiver's commit for the length of a disk flush.
+
+        >>> db.write("UPDATE jobs SET state = 'done' WHERE seq = ?", (17,))  # doctest: +SKIP
+        """
+        with self.transaction() as c:
+            c.execute(sql, params)
+
     def transaction(self, fsync: bool = True) -> "_Immediate":
         """``with db.transaction() as c:`` runs a read-modify-write under BEGIN IMMEDIATE.
 
@@ -353,7 +365,7 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0) -> Job | None:
 
 def mark_done(db: JobDB, seq: int, note: str | None = None) -> None:
     """Finished: ``note`` says why a step had nothing to do (kept in ``error``)."""
-    db.execute(
+    db.write(
         "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
         " WHERE seq=?",
         (note, time.time(), seq),
@@ -362,7 +374,7 @@ def mark_done(db: JobDB, seq: int, note: str | None = None) -> None:
 
 def mark_error(db: JobDB, seq: int, error: str, final: bool) -> None:
     """Record a failed attempt: ``scheduled`` for a retry, or ``failed`` after the last one."""
-    db.execute(
+    db.write(
         "UPDATE jobs SET state=?, error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=? WHERE seq=?",
         ("failed" if final else "scheduled", error, time.time(), seq),
     )
@@ -370,7 +382,7 @@ def mark_error(db: JobDB, seq: int, error: str, final: bool) -> None:
 
 def release(db: JobDB, seq: int) -> None:
     """Give a running job back to the queue (graceful shutdown interrupted it)."""
-    db.execute("UPDATE jobs SET state='queued', pid=NULL, lease_until=NULL WHERE seq=? AND state='running'", (seq,))
+    db.write("UPDATE jobs SET state='queued', pid=NULL, lease_until=NULL WHERE seq=? AND state='running'", (seq,))
 
 
 def stats(db: JobDB) -> dict[str, int]:

@@ -30,15 +30,13 @@ def received(i: int) -> dict:
     return {"spool": f"{i}.dcm", "received_at": time.time(), "sop_instance": f"1.2.{i}", "options": {}}
 
 
-def test_a_commit_returns_after_its_wal_bytes_are_synced_and_the_lock_is_free_meanwhile(tmp_path: Path,
-                                                                                       monkeypatch) -> None:
-    db = jobs.JobDB(tmp_path / "jobs.db")
-    wal = tmp_path / "jobs.db-wal"
-    synced: list[tuple[int, bool]] = []  # (WAL size at the sync, could another writer begin?)
+def watch_syncs(db_path: Path, monkeypatch) -> list[tuple[int, bool]]:
+    """Every WAL fdatasync from now on: (WAL size at the sync, could another writer begin?)."""
+    synced: list[tuple[int, bool]] = []
     real = os.fdatasync
 
     def watching(fd: int) -> None:
-        other = sqlite3.connect(tmp_path / "jobs.db", timeout=0, isolation_level=None)
+        other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
             other.execute("ROLLBACK")
@@ -51,6 +49,14 @@ def test_a_commit_returns_after_its_wal_bytes_are_synced_and_the_lock_is_free_me
         real(fd)
 
     monkeypatch.setattr(walsync.os, "fdatasync", watching)
+    return synced
+
+
+def test_a_commit_returns_after_its_wal_bytes_are_synced_and_the_lock_is_free_meanwhile(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    wal = tmp_path / "jobs.db-wal"
+    synced = watch_syncs(tmp_path / "jobs.db", monkeypatch)
     for i in range(3):
         with db.transaction() as c:
             assert c.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: COMMIT does not fsync
@@ -58,6 +64,20 @@ def test_a_commit_returns_after_its_wal_bytes_are_synced_and_the_lock_is_free_me
         assert synced and synced[-1] == (wal.stat().st_size, True)
     assert len(synced) == 3
     assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for single statements
+
+
+def test_a_workers_outcome_is_synced_outside_the_lock(tmp_path: Path, monkeypatch) -> None:
+    """done, failed and handed back: each durable on return, none holding the lock over its flush."""
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    seqs = [jobs.record_received(db, received(i)) for i in range(3)]
+    synced = watch_syncs(tmp_path / "jobs.db", monkeypatch)
+    for seq, outcome in zip(seqs, (lambda s: jobs.mark_done(db, s), lambda s: jobs.mark_error(db, s, "x", True),
+                                   lambda s: jobs.release(db, s))):
+        jobs.claim(db, seq)
+        outcome(seq)
+        assert synced[-1] == ((tmp_path / "jobs.db-wal").stat().st_size, True)
+    assert len(synced) == 3
+    assert [jobs.get_job(db, s).state for s in seqs] == ["done", "failed", "queued"]
 
 
 def test_a_claim_commits_without_any_sync(tmp_path: Path, monkeypatch) -> None:

@@ -45,7 +45,7 @@ def plan(db: jobs.JobDB, job: jobs.Job) -> list[tuple[str, str]]:
         while counter in taken:
             counter += 1
         pairs.append((name, f"{code}{counter:06d}"))
-    db.execute("UPDATE jobs SET plan = ? WHERE seq = ?", (json.dumps(pairs), job.seq))
+    db.write("UPDATE jobs SET plan = ? WHERE seq = ?", (json.dumps(pairs), job.seq))
     return pairs
 
 

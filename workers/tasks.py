@@ -97,7 +97,7 @@ def run_exec(settings: Settings, db: jobs.JobDB, job: jobs.Job) -> str | None:
             return "skipped: the object was not stored"
 
     def started(pid: int) -> None:
-        db.execute("UPDATE jobs SET child_pid = ? WHERE seq = ?", (pid, job.seq))
+        db.write("UPDATE jobs SET child_pid = ? WHERE seq = ?", (pid, job.seq))
 
     status = execs.run_once(job.command, settings.state_dir / "exec" / f"{job.seq}.status", job.child_pid, started)
     if status != 0:
