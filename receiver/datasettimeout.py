@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from pynetdicom.dimse import DIMSEServiceProvider
@@ -38,20 +39,61 @@ def _expired(provider: DIMSEServiceProvider, message: Any) -> None:
     abort_association(provider.assoc)
 
 
+class Watchdog:
+    """The deadlines of every data set being received, watched by one thread.
+
+    A timer restarted by every P-DATA would be one thread per PDU (4,096 for a 64 MB
+    object): here a P-DATA only moves its data set's deadline, under a lock, and the
+    thread, started with the first deadline, sleeps until the earliest one.
+    """
+
+    def __init__(self, expired: Callable[[DIMSEServiceProvider, Any], None]) -> None:
+        self._expired = expired
+        self._due: dict[DIMSEServiceProvider, tuple[Any, float]] = {}  # provider -> (message, deadline)
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, provider: DIMSEServiceProvider, message: Any, timeout: float) -> None:
+        """``message`` (being received by ``provider``) expires ``timeout`` s from now."""
+        with self._changed:
+            earlier = provider not in self._due
+            self._due[provider] = (message, time.monotonic() + timeout)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dataset-timeout", daemon=True)
+                self._thread.start()
+            elif earlier:  # a new deadline may come before the one the thread sleeps to
+                self._changed.notify()
+
+    def forget(self, provider: DIMSEServiceProvider) -> None:
+        with self._changed:
+            self._due.pop(provider, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                late = [(p, m) for p, (m, deadline) in self._due.items() if deadline <= now]
+                for provider, _ in late:
+                    del self._due[provider]
+                if not late:
+                    self._changed.wait(min((d for _, d in self._due.values()), default=now + 60) - now)
+            for provider, message in late:
+                self._expired(provider, message)
+
+
+_watchdog = Watchdog(_expired)
+
+
 def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
     assert _previous_receive is not None
     _previous_receive(self, primitive)
     timeout = getattr(self.assoc.ae, "storescp_dataset_timeout", None)
     if not timeout or not isinstance(primitive, P_DATA):
         return
-    timer = getattr(self, "_storescp_dataset_timer", None)
-    if timer is not None:
-        timer.cancel()
     if isinstance(self.message, C_STORE_RQ) and not getattr(self, "_storescp_aborted", False):
-        timer = threading.Timer(timeout, _expired, (self, self.message))
-        timer.daemon = True
-        timer.start()
-        self._storescp_dataset_timer = timer  # type: ignore[attr-defined]
+        _watchdog.watch(self, self.message, timeout)
+    else:
+        _watchdog.forget(self)
 
 
 def install() -> None:
