@@ -182,7 +182,9 @@ def negotiate(acse: ACSE, policy: AcceptorPolicy) -> None:
     rq = acse.requestor.primitive
     acse.requestor.ae_title = rq.calling_ae_title
     proposed = proposed_contexts(rq, acse.requestor.role_selection)
-    log.log(_dump_level(policy), "Parameters:\n%s", dump_parameters(acse, "RQ", proposed, None))
+    dump = log.isEnabledFor(_dump_level(policy))  # building the dumps costs more than the AC
+    if dump:
+        log.log(_dump_level(policy), "Parameters:\n%s", dump_parameters(acse, "RQ", proposed, None))
     if (rj := _refusal(acse, policy)) is not None:
         return _reject(acse, *rj)
     if not proposed:
@@ -194,7 +196,8 @@ def negotiate(acse: ACSE, policy: AcceptorPolicy) -> None:
     if (rj := _late_refusal(acse, policy, rq)) is not None:
         return _reject(acse, *rj)
     _accept(acse, rq, outcomes, policy.rules.extended_items(outcomes))
-    log.log(_dump_level(policy), "%s", dump_parameters(acse, "AC", proposed, outcomes))
+    if dump:
+        log.log(_dump_level(policy), "%s", dump_parameters(acse, "AC", proposed, outcomes))
     return None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
-from receiver import command_codec, fastpdata, fastrecv, filemeta, reactor_wakeups
+from receiver import command_codec, fastpdata, fastrecv, fastsetup, filemeta, reactor_wakeups
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -50,6 +50,7 @@ def install() -> None:
     filemeta.install()
     fastrecv.install()
     fastpdata.install()
+    fastsetup.install()
 
 
 def abort_association(assoc: Any, timeout: float = 5.0) -> None:

@@ -1,0 +1,93 @@
+"""Cheaper association set-up in pynetdicom 3.0.4 (an upstreamable patch).
+
+Every association converts and validates the same few UIDs again and again (the
+application context, the abstract and transfer syntaxes, both implementation class
+UIDs, and each command's SOP class): ``pynetdicom.utils.set_uid`` builds a pydicom ``UID`` (one regular expression),
+runs pynetdicom's UI validator (a second ``UID`` and another) and checks conformance
+(a third), about 25 us per UID and a tenth of an echo association's CPU. And the
+accept path deep-copies the server's presentation contexts for each connection
+through ``copy.deepcopy``'s generic machinery.
+
+:func:`install` changes neither result:
+
+* :func:`set_uid` remembers the UID it returned for a value that passed every check
+  without a message (valid and conformant), keyed by the value, its type, the
+  arguments that change the outcome and the validation settings in force; anything
+  else (invalid, non-conformant, ``None``, other types, a ``UID`` carrying
+  attributes) goes through pynetdicom's own function every time, with its errors and
+  log lines. The memory is bounded: a peer sending ever new UIDs only refills it.
+* ``PresentationContext.__deepcopy__`` copies a context field by field: its fields are
+  immutable (int, bool, ``UID``) but for the list of transfer syntaxes, which is
+  copied.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pydicom.config
+from pydicom.uid import UID
+from pynetdicom import _config, ae, dimse_primitives, pdu_items, pdu_primitives, presentation, utils
+from pynetdicom.presentation import PresentationContext
+
+CACHE_LIMIT = 4096  # distinct UIDs remembered; more and the memory starts again empty
+
+_original_set_uid = utils.set_uid
+_known: dict[tuple, UID] = {}
+_USERS = (utils, ae, dimse_primitives, pdu_items, pdu_primitives, presentation)  # every caller of set_uid
+
+
+def _key(value: Any, allow_empty: bool, validate: bool) -> tuple | None:
+    """What decides set_uid's outcome for ``value``, or None when it must not be remembered."""
+    kind = type(value)
+    if kind is UID:
+        if value.__dict__:  # e.g. a private transfer syntax's encoding rides on the object
+            return None
+    elif kind is not str and kind is not bytes:
+        return None
+    return (kind, value, allow_empty, validate, _config.ENFORCE_UID_CONFORMANCE, _config.VALIDATORS["UI"],
+            pydicom.config.settings.reading_validation_mode)
+
+
+def set_uid(value: Any, name: str, allow_empty: bool = True, allow_none: bool = True,
+            validate: bool = True) -> UID | None:
+    """pynetdicom's ``set_uid``, remembering the result for a value that passed silently."""
+    key = _key(value, allow_empty, validate)
+    if key is None:
+        return _original_set_uid(value, name, allow_empty, allow_none, validate)
+    found = _known.get(key)
+    if found is not None:
+        return found
+    result = _original_set_uid(value, name, allow_empty, allow_none, validate)
+    if _silent(value, result):
+        if len(_known) >= CACHE_LIMIT:
+            _known.clear()
+        _known[key] = result
+    return result
+
+
+def _silent(value: str | bytes, result: UID | None) -> bool:
+    """Did set_uid pass ``value`` unchanged and without a message? (pydicom warns about a
+    value it has to strip, such as a trailing NUL, and pynetdicom about a non-conformant one.)"""
+    if result is None or result.__dict__:
+        return False
+    unchanged = value == result.encode() if type(value) is bytes else value == result
+    return unchanged and (not result or result.is_valid)
+
+
+def _deepcopy_context(self: PresentationContext, memo: dict[int, Any]) -> PresentationContext:
+    """A context's deep copy: every field is immutable but the transfer syntax list."""
+    twin = copy.copy(self)
+    twin._transfer_syntax = list(self._transfer_syntax)
+    memo[id(self)] = twin
+    return twin
+
+
+def install() -> None:
+    """Patch once; calling again is harmless."""
+    if utils.set_uid is set_uid:
+        return
+    for module in _USERS:
+        module.set_uid = set_uid  # type: ignore[attr-defined]
+    PresentationContext.__deepcopy__ = _deepcopy_context  # type: ignore[attr-defined]
