@@ -33,6 +33,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.pdu_items import SCP_SCU_RoleSelectionSubItem
 from pynetdicom.presentation import PresentationContext
 
+from receiver import ac_cache
 from receiver.assocdump import dump_parameters
 from receiver.negotiation import DEFAULT_ROLE, Outcome, Proposed, Rules
 
@@ -170,6 +171,9 @@ def _accept(acse: ACSE, rq: A_ASSOCIATE, outcomes: list[Outcome], extended: list
     ac.result, ac.result_source = 0x00, 0x01
     ac.presentation_context_definition_results_list = contexts  # in the order proposed
     ac.user_information = _user_information(acse, outcomes, extended)
+    ae = assoc.ae  # everything the AC is made of, above and in _user_information:
+    ac_cache.attach(ac, (rq.calling_ae_title, rq.called_ae_title, tuple(outcomes), tuple(extended),
+                         ae.maximum_pdu_size, ae.implementation_class_uid, ae.implementation_version_name))
     acse.acceptor.primitive = ac
     acse.dul.send_pdu(ac)
     evt.trigger(assoc, evt.EVT_ACCEPTED, {})
@@ -219,3 +223,4 @@ def _negotiate_as_acceptor(self: ACSE) -> None:
 def install() -> None:
     """Route pynetdicom's acceptor through :func:`negotiate`; calling again is harmless."""
     ACSE._negotiate_as_acceptor = _negotiate_as_acceptor  # type: ignore[method-assign]
+    ac_cache.install()

@@ -2,9 +2,11 @@
 
 Every association converts and validates the same few UIDs again and again (the
 application context, the abstract and transfer syntaxes, both implementation class
-UIDs, and each command's SOP class): ``pynetdicom.utils.set_uid`` builds a pydicom ``UID`` (one regular expression),
-runs pynetdicom's UI validator (a second ``UID`` and another) and checks conformance
-(a third), about 25 us per UID and a tenth of an echo association's CPU. And the
+UIDs, and each command's SOP class): ``pynetdicom.utils.set_uid`` builds a pydicom
+``UID`` (one regular expression), runs pynetdicom's UI validator (a second ``UID`` and
+another) and checks conformance (a third), about 25 us per UID and a tenth of an echo
+association's CPU. AE titles (both of the RQ's, our own, the version names) go through
+``set_ae``'s character-by-character check each time too. And the
 accept path deep-copies the server's presentation contexts for each connection
 through ``copy.deepcopy``'s generic machinery.
 
@@ -16,6 +18,8 @@ through ``copy.deepcopy``'s generic machinery.
   else (invalid, non-conformant, ``None``, other types, a ``UID`` carrying
   attributes) goes through pynetdicom's own function every time, with its errors and
   log lines. The memory is bounded: a peer sending ever new UIDs only refills it.
+* :func:`set_ae` skips the check of a title that passed it before (it is returned
+  unchanged either way);
 * ``PresentationContext.__deepcopy__`` copies a context field by field: its fields are
   immutable (int, bool, ``UID``) but for the list of transfer syntaxes, which is
   copied.
@@ -28,14 +32,17 @@ from typing import Any
 
 import pydicom.config
 from pydicom.uid import UID
-from pynetdicom import _config, ae, dimse_primitives, pdu_items, pdu_primitives, presentation, utils
+from pynetdicom import _config, ae, association, dimse_primitives, pdu, pdu_items, pdu_primitives, presentation, utils
 from pynetdicom.presentation import PresentationContext
 
-CACHE_LIMIT = 4096  # distinct UIDs remembered; more and the memory starts again empty
+CACHE_LIMIT = 4096  # distinct UIDs (and AE titles) remembered; more and the memory starts again empty
 
 _original_set_uid = utils.set_uid
+_original_set_ae = utils.set_ae
 _known: dict[tuple, UID] = {}
-_USERS = (utils, ae, dimse_primitives, pdu_items, pdu_primitives, presentation)  # every caller of set_uid
+_known_ae: set[tuple] = set()
+_UID_USERS = (utils, ae, dimse_primitives, pdu_items, pdu_primitives, presentation)  # every caller of set_uid
+_AE_USERS = (utils, ae, association, dimse_primitives, pdu, pdu_items, pdu_primitives)  # and of set_ae
 
 
 def _key(value: Any, allow_empty: bool, validate: bool) -> tuple | None:
@@ -67,6 +74,24 @@ def set_uid(value: Any, name: str, allow_empty: bool = True, allow_none: bool = 
     return result
 
 
+def set_ae(value: Any, name: str, allow_empty: bool = True, allow_none: bool = True) -> str | None:
+    """pynetdicom's ``set_ae``, skipping the validation of a title it accepted before.
+
+    It returns an accepted ``str`` unchanged and logs nothing then; everything else
+    (``None``, other types, a title it refuses) goes through it every time.
+    """
+    if type(value) is not str:
+        return _original_set_ae(value, name, allow_empty, allow_none)
+    key = (value, allow_empty, _config.VALIDATORS["AE"])
+    if key in _known_ae:
+        return value
+    result = _original_set_ae(value, name, allow_empty, allow_none)
+    if len(_known_ae) >= CACHE_LIMIT:
+        _known_ae.clear()
+    _known_ae.add(key)
+    return result
+
+
 def _silent(value: str | bytes, result: UID | None) -> bool:
     """Did set_uid pass ``value`` unchanged and without a message? (pydicom warns about a
     value it has to strip, such as a trailing NUL, and pynetdicom about a non-conformant one.)"""
@@ -88,6 +113,8 @@ def install() -> None:
     """Patch once; calling again is harmless."""
     if utils.set_uid is set_uid:
         return
-    for module in _USERS:
+    for module in _UID_USERS:
         module.set_uid = set_uid  # type: ignore[attr-defined]
+    for module in _AE_USERS:
+        module.set_ae = set_ae  # type: ignore[attr-defined]
     PresentationContext.__deepcopy__ = _deepcopy_context  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from pynetdicom.presentation import PresentationContext
 from receiver import fastsetup
 from sidebyside import DCMTK_STORESCU, REPO, dcmtk_env, scp_server
 from spoolscp.settings import load_settings
+from test_negotiation import ROLE_PROFILE
 
 sys.path.insert(0, str(REPO / "scripts" / "bench"))
 import rawclient  # noqa: E402
@@ -64,6 +65,15 @@ def test_set_uid_is_pynetdicoms_for_every_input(enforce: bool, monkeypatch: pyte
             expected = outcome(fastsetup._original_set_uid, value, "x", *flags)
             for _ in range(3):  # the first call may fill the memory, the later ones read it
                 assert outcome(fastsetup.set_uid, value, "x", *flags) == expected, (value, flags)
+
+
+def test_set_ae_is_pynetdicoms_for_every_input() -> None:
+    fastsetup._known_ae.clear()
+    for value in ["ANY-SCP", " LEAD", "TRAIL ", "", "   ", "A" * 16, "A" * 17, "A\\B", "\x01X", "ÄÖ", None, 5, b"AE"]:
+        for flags in [(True, True), (False, True), (True, False), (False, False)]:
+            expected = outcome(fastsetup._original_set_ae, value, "x", *flags)
+            for _ in range(3):
+                assert outcome(fastsetup.set_ae, value, "x", *flags) == expected, (value, flags)
 
 
 def test_set_uid_remembers_only_silent_results_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,3 +144,61 @@ def test_many_associations_in_a_row_in_parallel_and_aborted(tmp_path: Path) -> N
     with sqlite3.connect(db) as conn:
         kinds = dict(conn.execute("SELECT kind, count(*) FROM jobs GROUP BY kind").fetchall())
     assert kinds == {"store": 201, "assoc_end": 201}  # every stored association ended, aborted ones not
+
+
+def associate_rq(called: bytes, calling: bytes, contexts: list[tuple[str, list[str]]], roles: bytes = b"") -> bytes:
+    """An A-ASSOCIATE-RQ with these contexts (ids 1, 3, ...) and optional role items."""
+    items = b"".join(
+        rawclient._item(0x20, bytes([2 * i + 1]) + b"\0\0\0" + rawclient._item(0x30, abstract.encode())
+                        + b"".join(rawclient._item(0x40, ts.encode()) for ts in syntaxes))
+        for i, (abstract, syntaxes) in enumerate(contexts))
+    user = rawclient._item(0x50, rawclient._item(0x51, struct.pack(">I", 16384))
+                           + rawclient._item(0x52, rawclient.IMPL_UID) + roles)
+    body = (struct.pack(">HH", 1, 0) + called.ljust(16) + calling.ljust(16) + b"\0" * 32
+            + rawclient._item(0x10, rawclient.APP_CONTEXT) + items + user)
+    return struct.pack(">BBI", 0x01, 0, len(body)) + body
+
+
+def role(uid: str, scu: int, scp: int) -> bytes:
+    return rawclient._item(0x54, struct.pack(">H", len(uid)) + uid.encode() + bytes([scu, scp]))
+
+
+CT, MR, US = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.6.1"
+LE, BE, JPEG = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.4.50"
+VARIANTS = [
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(rawclient.VERIFICATION, [rawclient.IMPLICIT_LE])]),
+    associate_rq(b"ANY-SCP", b" LEAD", [(rawclient.VERIFICATION, [rawclient.IMPLICIT_LE])]),
+    associate_rq(b"OTHER", b"ECHOSCU", [(rawclient.VERIFICATION, [rawclient.IMPLICIT_LE])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(CT, [LE])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(CT, [BE, LE])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(CT, [JPEG])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(MR, [LE]), (CT, [LE]), ("1.2.3.4", [LE])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(US, [LE])], role(US, 1, 1)),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(US, [LE])], role(US, 0, 1)),
+]
+
+
+def ac_bytes(port: int, rq: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(rq)
+        kind, body = rawclient.read_pdu(sock)
+        sock.sendall(rawclient.RELEASE_RQ)
+        rawclient.read_pdu(sock)
+    return bytes([kind]) + body
+
+
+@pytest.mark.parametrize("profile", [False, True], ids=["prefer", "roles-and-extended"])
+def test_remembered_acs_are_pynetdicoms(profile: bool, tmp_path: Path) -> None:
+    """The same RQs, each sent twice, get byte for byte the AC a receiver that never
+    remembers one (``-d`` binds a PDU-sent handler) encodes afresh."""
+    options = ["+xa"]
+    if profile:
+        (tmp_path / "roles.cfg").write_text(ROLE_PROFILE)
+        options = ["-xf", str(tmp_path / "roles.cfg"), "roles and ext"]
+    plan = VARIANTS + VARIANTS
+    answers = {}
+    for name, extra in (("fresh", ["-d"]), ("remembered", [])):
+        with scp_server("spoolscp", [*options, *extra], tmp_path / name, receiver_only=True) as server:
+            answers[name] = [ac_bytes(server.port, rq) for rq in plan]
+    assert answers["remembered"] == answers["fresh"]
+    assert len(set(answers["fresh"])) >= 6  # AE titles, contexts, syntaxes: different answers
