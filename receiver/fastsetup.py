@@ -22,7 +22,9 @@ through ``copy.deepcopy``'s generic machinery.
   unchanged either way);
 * ``PresentationContext.__deepcopy__`` copies a context field by field: its fields are
   immutable (int, bool, ``UID``) but for the list of transfer syntaxes, which is
-  copied.
+  copied;
+* ``Association._bind_defaults`` binds the default intervention handlers from a table
+  made once (pynetdicom's log handlers for ``-d`` still go its own way).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import Any
 
 import pydicom.config
 from pydicom.uid import UID
-from pynetdicom import _config, ae, association, dimse_primitives, pdu, pdu_items, pdu_primitives, presentation, utils
+from pynetdicom import _config, ae, association, dimse_primitives, evt, pdu, pdu_items, pdu_primitives, presentation, utils
+from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
 CACHE_LIMIT = 4096  # distinct UIDs (and AE titles) remembered; more and the memory starts again empty
@@ -109,6 +112,20 @@ def _deepcopy_context(self: PresentationContext, memo: dict[int, Any]) -> Presen
     return twin
 
 
+_original_bind_defaults = Association._bind_defaults
+_default_handlers: dict[Any, tuple] = {}  # what _bind_defaults binds (without pynetdicom's log handlers)
+
+
+def _bind_defaults(self: Association) -> None:
+    """pynetdicom's default handlers, bound in one step: its own way looks each one up in
+    a table it builds again per event (15 events) and takes the AE lock 15 times."""
+    if _config.LOG_HANDLER_LEVEL != "none":  # it also binds its log handlers then
+        return _original_bind_defaults(self)
+    with self.lock:
+        self._handlers.update(_default_handlers)
+    return None
+
+
 def install() -> None:
     """Patch once; calling again is harmless."""
     if utils.set_uid is set_uid:
@@ -118,3 +135,5 @@ def install() -> None:
     for module in _AE_USERS:
         module.set_ae = set_ae  # type: ignore[attr-defined]
     PresentationContext.__deepcopy__ = _deepcopy_context  # type: ignore[attr-defined]
+    _default_handlers.update({event: (evt.get_default_handler(event), None) for event in evt._INTERVENTION_EVENTS})
+    Association._bind_defaults = _bind_defaults  # type: ignore[method-assign]

@@ -20,6 +20,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import UID
 from pynetdicom import AE, _config
+from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
 from receiver import fastsetup
@@ -202,3 +203,15 @@ def test_remembered_acs_are_pynetdicoms(profile: bool, tmp_path: Path) -> None:
             answers[name] = [ac_bytes(server.port, rq) for rq in plan]
     assert answers["remembered"] == answers["fresh"]
     assert len(set(answers["fresh"])) >= 6  # AE titles, contexts, syntaxes: different answers
+
+
+@pytest.mark.parametrize("level", ["none", "standard"])
+def test_default_handlers_are_pynetdicoms(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fastsetup.install()
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", level)
+    ae = AE()
+    ours = Association(ae, "acceptor")._handlers
+    monkeypatch.setattr(Association, "_bind_defaults", fastsetup._original_bind_defaults)
+    theirs = Association(ae, "acceptor")._handlers
+    assert ours == theirs and len(theirs) >= 15
+    assert all(ours[event] is not theirs[event] for event in ours if isinstance(ours[event], list))
