@@ -8,7 +8,8 @@ another) and checks conformance (a third), about 25 us per UID and a tenth of an
 association's CPU. AE titles (both of the RQ's, our own, the version names) go through
 ``set_ae``'s character-by-character check each time too. The accept path deep-copies
 the server's presentation contexts through ``copy.deepcopy``'s generic machinery, and
-every new association binds 15 default handlers one lookup and one lock at a time.
+every new association binds 15 default handlers one lookup and one lock at a time and
+resolves both addresses (ours and the peer's IP) with getaddrinfo.
 
 :func:`install` changes none of the results:
 
@@ -24,12 +25,14 @@ every new association binds 15 default handlers one lookup and one lock at a tim
   immutable (int, bool, ``UID``) but for the list of transfer syntaxes, which is
   copied;
 * ``Association._bind_defaults`` binds the default intervention handlers from a table
-  made once (pynetdicom's log handlers for ``-d`` still go its own way).
+  made once (pynetdicom's log handlers for ``-d`` still go its own way);
+* ``AddressInformation.address`` remembers what getaddrinfo made of an IP literal
+  (numeric, so no name service is involved); a host name is resolved every time.
 """
 
 from __future__ import annotations
 
-import copy
+import socket
 from typing import Any
 
 import pydicom.config
@@ -37,6 +40,7 @@ from pydicom.uid import UID
 from pynetdicom import _config, ae, association, dimse_primitives, evt, pdu, pdu_items, pdu_primitives, presentation, utils
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import AddressInformation
 
 CACHE_LIMIT = 4096  # distinct UIDs (and AE titles) remembered; more and the memory starts again empty
 
@@ -106,10 +110,40 @@ def _silent(value: str | bytes, result: UID | None) -> bool:
 
 def _deepcopy_context(self: PresentationContext, memo: dict[int, Any]) -> PresentationContext:
     """A context's deep copy: every field is immutable but the transfer syntax list."""
-    twin = copy.copy(self)
+    twin = PresentationContext.__new__(PresentationContext)
+    twin.__dict__.update(self.__dict__)
     twin._transfer_syntax = list(self._transfer_syntax)
     memo[id(self)] = twin
     return twin
+
+
+_original_address = AddressInformation.address
+_resolved: dict[str, str] = {}  # IP literal -> the address getaddrinfo made of it
+
+
+def _ip_literal(value: str) -> bool:
+    """A numeric IPv4 or IPv6 address (no name, no scope): getaddrinfo needs no DNS for it."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, value)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def _set_address(self: AddressInformation, value: str) -> None:
+    """pynetdicom's setter (getaddrinfo, twice per association: our address and the
+    peer's), remembering what it made of an IP literal; names are resolved every time."""
+    found = _resolved.get(value) if type(value) is str else None
+    if found is not None:
+        self._addr = found
+        return
+    _original_address.fset(self, value)
+    if type(value) is str and _ip_literal(value):
+        if len(_resolved) >= CACHE_LIMIT:
+            _resolved.clear()
+        _resolved[value] = self._addr
 
 
 _original_bind_defaults = Association._bind_defaults
@@ -137,3 +171,5 @@ def install() -> None:
     PresentationContext.__deepcopy__ = _deepcopy_context  # type: ignore[attr-defined]
     _default_handlers.update({event: (evt.get_default_handler(event), None) for event in evt._INTERVENTION_EVENTS})
     Association._bind_defaults = _bind_defaults  # type: ignore[method-assign]
+    AddressInformation.address = property(_original_address.fget, _set_address,  # type: ignore[method-assign]
+                                          doc=_original_address.__doc__)

@@ -22,6 +22,7 @@ from pydicom.uid import UID
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import AddressInformation
 
 from receiver import fastsetup
 from sidebyside import DCMTK_STORESCU, REPO, dcmtk_env, scp_server
@@ -215,3 +216,15 @@ def test_default_handlers_are_pynetdicoms(level: str, monkeypatch: pytest.Monkey
     theirs = Association(ae, "acceptor")._handlers
     assert ours == theirs and len(theirs) >= 15
     assert all(ours[event] is not theirs[event] for event in ours if isinstance(ours[event], list))
+
+
+def test_addresses_are_pynetdicoms() -> None:
+    fastsetup.install()
+    fastsetup._resolved.clear()
+    values = ["127.0.0.1", "::1", "0:0::1", "::ffff:127.0.0.1", "localhost", "", "<broadcast>", "0.0.0.0", "10.1.2.3"]
+    for value in values + values:
+        ours = AddressInformation(value, 104)
+        theirs = AddressInformation.__new__(AddressInformation)
+        fastsetup._original_address.fset(theirs, value)
+        assert ours.address == theirs.address, value
+    assert set(fastsetup._resolved) == {"127.0.0.1", "::1", "0:0::1", "::ffff:127.0.0.1", "0.0.0.0", "10.1.2.3"}
