@@ -33,6 +33,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.pdu_items import SCP_SCU_RoleSelectionSubItem
 from pynetdicom.presentation import PresentationContext
 
+from receiver import ac_cache
 from receiver.assocdump import dump_parameters
 from receiver.negotiation import DEFAULT_ROLE, Outcome, Proposed, Rules
 
@@ -170,6 +171,9 @@ def _accept(acse: ACSE, rq: A_ASSOCIATE, outcomes: list[Outcome], extended: list
     ac.result, ac.result_source = 0x00, 0x01
     ac.presentation_context_definition_results_list = contexts  # in the order proposed
     ac.user_information = _user_information(acse, outcomes, extended)
+    ae = assoc.ae  # everything the AC is made of, above and in _user_information:
+    ac_cache.attach(ac, (rq.calling_ae_title, rq.called_ae_title, tuple(outcomes), tuple(extended),
+                         ae.maximum_pdu_size, ae.implementation_class_uid, ae.implementation_version_name))
     acse.acceptor.primitive = ac
     acse.dul.send_pdu(ac)
     evt.trigger(assoc, evt.EVT_ACCEPTED, {})
@@ -182,7 +186,9 @@ def negotiate(acse: ACSE, policy: AcceptorPolicy) -> None:
     rq = acse.requestor.primitive
     acse.requestor.ae_title = rq.calling_ae_title
     proposed = proposed_contexts(rq, acse.requestor.role_selection)
-    log.log(_dump_level(policy), "Parameters:\n%s", dump_parameters(acse, "RQ", proposed, None))
+    dump = log.isEnabledFor(_dump_level(policy))  # building the dumps costs more than the AC
+    if dump:
+        log.log(_dump_level(policy), "Parameters:\n%s", dump_parameters(acse, "RQ", proposed, None))
     if (rj := _refusal(acse, policy)) is not None:
         return _reject(acse, *rj)
     if not proposed:
@@ -194,7 +200,8 @@ def negotiate(acse: ACSE, policy: AcceptorPolicy) -> None:
     if (rj := _late_refusal(acse, policy, rq)) is not None:
         return _reject(acse, *rj)
     _accept(acse, rq, outcomes, policy.rules.extended_items(outcomes))
-    log.log(_dump_level(policy), "%s", dump_parameters(acse, "AC", proposed, outcomes))
+    if dump:
+        log.log(_dump_level(policy), "%s", dump_parameters(acse, "AC", proposed, outcomes))
     return None
 
 
@@ -216,3 +223,4 @@ def _negotiate_as_acceptor(self: ACSE) -> None:
 def install() -> None:
     """Route pynetdicom's acceptor through :func:`negotiate`; calling again is harmless."""
     ACSE._negotiate_as_acceptor = _negotiate_as_acceptor  # type: ignore[method-assign]
+    ac_cache.install()

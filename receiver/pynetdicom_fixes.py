@@ -17,7 +17,8 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
-from receiver import command_codec, command_decode, fastpdata, fastrecv, filemeta, primitive_uids, reactor_wakeups
+from receiver import (command_codec, command_decode, fastpdata, fastrecv, fastsetup, filemeta, primitive_uids,
+                      reactor_wakeups)
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -48,6 +49,7 @@ def install() -> None:
     reactor_wakeups.install()
     command_codec.install()
     command_decode.install()
+    fastsetup.install()  # before primitive_uids, which wraps the set_uid it puts in dimse_primitives
     primitive_uids.install()
     filemeta.install()
     fastrecv.install()

@@ -37,15 +37,21 @@ IDLE_WAIT = 0.05  # longest wait of an idle reactor before it looks at its timer
 
 
 class _WakingQueue(queue.Queue):
-    """A queue that calls ``wake`` after every ``put``."""
+    """A queue that calls ``_wake`` after every ``put``; made by :func:`_waking`."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
-        super().__init__()
-        self._wake = wake
+    _wake: Callable[[], None]
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
         self._wake()
+
+
+def _waking(fresh: queue.Queue, wake: Callable[[], None]) -> _WakingQueue:
+    """``fresh`` (an empty queue pynetdicom just made) turned into a waking queue in place:
+    a second queue would cost its lock and three conditions on every association."""
+    fresh.__class__ = _WakingQueue
+    fresh._wake = wake  # type: ignore[attr-defined]
+    return fresh  # type: ignore[return-value]
 
 
 class _DULWakeup:
@@ -143,13 +149,13 @@ def _patch_init(cls: type, extra: Callable[[Any], None]) -> None:
 
 def _dul_init(provider: dul.DULServiceProvider) -> None:
     provider._spool_wakeup = _DULWakeup()
-    provider.to_provider_queue = _WakingQueue(provider._spool_wakeup.poke)
+    provider.to_provider_queue = _waking(provider.to_provider_queue, provider._spool_wakeup.poke)
 
 
 def _assoc_init(assoc: association.Association) -> None:
     assoc._spool_wake = threading.Event()
-    assoc.dimse.msg_queue = _WakingQueue(assoc._spool_wake.set)
-    assoc.dul.to_user_queue = _WakingQueue(assoc._spool_wake.set)
+    assoc.dimse.msg_queue = _waking(assoc.dimse.msg_queue, assoc._spool_wake.set)
+    assoc.dul.to_user_queue = _waking(assoc.dul.to_user_queue, assoc._spool_wake.set)
 
 
 def _wrap_dul_reactor(original: Callable[[dul.DULServiceProvider], None]) -> Callable[..., None]:

@@ -1,0 +1,230 @@
+"""Association set-up fast paths give pynetdicom's results (``receiver.fastsetup``,
+``receiver.reactor_wakeups``' queues, the lazy negotiation dumps, the unsynced end of
+association), and a receiver serves many associations in a row, in parallel and with
+aborts in between, to every kind of peer."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import UID
+from pynetdicom import AE, _config
+from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import AddressInformation
+
+from receiver import fastsetup
+from sidebyside import DCMTK_STORESCU, REPO, dcmtk_env, scp_server
+from spoolscp.settings import load_settings
+from test_negotiation import ROLE_PROFILE
+
+sys.path.insert(0, str(REPO / "scripts" / "bench"))
+import rawclient  # noqa: E402
+
+UIDS = ["1.2.840.10008.1.1", "1.2.840.10008.1.2.1", " 1.2.3 ", "1.2.3\0", "1.02.3", "1..2", "abc", "1.2.3a",
+        "", "1" * 64, "1" * 65, "1." + "2" * 70, "1.2.840.10008.5.1.4.1.1.2\\1.2"]
+
+
+def outcome(call, *args) -> tuple:
+    """What a set_uid call returned or raised, what it logged and what it warned."""
+    loggers = [logging.getLogger("pynetdicom"), logging.getLogger("pydicom")]
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            result = call(*args)
+        got = ("ok", type(result), result, result.__dict__ if isinstance(result, UID) else None)
+    except Exception as exc:  # noqa: BLE001 - the exception is the outcome compared
+        got = ("raised", type(exc), str(exc), None)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    return got, records, [str(w.message) for w in warned]
+
+
+@pytest.mark.parametrize("enforce", [False, True])
+def test_set_uid_is_pynetdicoms_for_every_input(enforce: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_config, "ENFORCE_UID_CONFORMANCE", enforce)
+    fastsetup._known.clear()
+    values = [*UIDS, *(u.encode() for u in UIDS), *(UID(u) for u in UIDS if u.strip(" \0") == u), None, 12]
+    for value in values:
+        for flags in [(True, True, True), (False, True, True), (True, False, True), (True, True, False)]:
+            expected = outcome(fastsetup._original_set_uid, value, "x", *flags)
+            for _ in range(3):  # the first call may fill the memory, the later ones read it
+                assert outcome(fastsetup.set_uid, value, "x", *flags) == expected, (value, flags)
+
+
+def test_set_ae_is_pynetdicoms_for_every_input() -> None:
+    fastsetup._known_ae.clear()
+    for value in ["ANY-SCP", " LEAD", "TRAIL ", "", "   ", "A" * 16, "A" * 17, "A\\B", "\x01X", "ÄÖ", None, 5, b"AE"]:
+        for flags in [(True, True), (False, True), (True, False), (False, False)]:
+            expected = outcome(fastsetup._original_set_ae, value, "x", *flags)
+            for _ in range(3):
+                assert outcome(fastsetup.set_ae, value, "x", *flags) == expected, (value, flags)
+
+
+def test_set_uid_remembers_only_silent_results_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    fastsetup._known.clear()
+    fastsetup.set_uid("1.02.3", "x")  # non-conformant: logged every time, never remembered
+    private = UID("1.2.3")
+    private.set_private_encoding(False, True)
+    assert fastsetup.set_uid(private, "x")._PRIVATE_TS_ENCODING == (False, True)
+    assert fastsetup._known == {}
+    monkeypatch.setattr(fastsetup, "CACHE_LIMIT", 10)
+    for i in range(25):
+        assert fastsetup.set_uid(f"1.2.{i}", "x") == f"1.2.{i}"
+    assert 0 < len(fastsetup._known) <= 10
+
+
+def test_context_deepcopy_is_a_deep_copy() -> None:
+    ae = AE()
+    ae.add_supported_context("1.2.840.10008.1.1", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"], True, False)
+    original = ae.supported_contexts[0]
+    original.context_id = 3
+    fastsetup.install()
+    twin = copy.deepcopy(original)
+    assert type(twin) is PresentationContext and twin is not original
+    assert vars(twin) == vars(original)
+    twin.add_transfer_syntax("1.2.840.10008.1.2.2")
+    assert len(original.transfer_syntax) == 2  # the list is not shared
+    pair = copy.deepcopy([original, original])
+    assert pair[0] is pair[1]  # the memo is kept, as deepcopy's own
+
+
+def abort_in_the_middle(port: int, store: rawclient.Round) -> None:
+    """A C-STORE's command without its data set, then an A-ABORT: the receiver just closes."""
+    command_pdu = 6 + struct.unpack_from(">I", store.request, 2)[0]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(store.associate)
+        assert rawclient.read_pdu(sock)[0] == 0x02
+        sock.sendall(store.request[:command_pdu])
+        sock.sendall(b"\x07\x00" + struct.pack(">I", 4) + b"\x00" * 4)
+        assert sock.recv(100) == b""
+
+
+def echo_and_store(port: int, echo: rawclient.Round, store: rawclient.Round, rounds: int) -> int:
+    for _ in range(rounds):
+        rawclient.one_round(port, echo)
+        rawclient.one_round(port, store)
+    return rounds
+
+
+def test_many_associations_in_a_row_in_parallel_and_aborted(tmp_path: Path) -> None:
+    echo, store = rawclient.echo_round(), rawclient.store_round(Path(get_testdata_file("MR_small.dcm")))
+    with scp_server("spoolscp", [], tmp_path, receiver_only=True) as server:
+        port = server.port
+        assert echo_and_store(port, echo, store, 100) == 100
+        abort_in_the_middle(port, store)
+        with ThreadPoolExecutor(4) as pool:
+            assert sum(pool.map(lambda _: echo_and_store(port, echo, store, 25), range(4))) == 100
+        abort_in_the_middle(port, store)
+        scu = AE()
+        scu.add_requested_context("1.2.840.10008.1.1")
+        assoc = scu.associate("127.0.0.1", port)
+        assert assoc.is_established and assoc.send_c_echo().Status == 0
+        assoc.release()
+        for argv in (["/usr/bin/echoscu", "127.0.0.1", str(port)],
+                     [DCMTK_STORESCU, "127.0.0.1", str(port), get_testdata_file("CT_small.dcm")]):
+            assert subprocess.run(argv, env=dcmtk_env(), capture_output=True, timeout=30).returncode == 0
+        rawclient.one_round(port, echo)
+        db = load_settings(config=server.config).jobs_db
+    with sqlite3.connect(db) as conn:
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM jobs GROUP BY kind").fetchall())
+    assert kinds == {"store": 201, "assoc_end": 201}  # every stored association ended, aborted ones not
+
+
+def associate_rq(called: bytes, calling: bytes, contexts: list[tuple[str, list[str]]], roles: bytes = b"") -> bytes:
+    """An A-ASSOCIATE-RQ with these contexts (ids 1, 3, ...) and optional role items."""
+    items = b"".join(
+        rawclient._item(0x20, bytes([2 * i + 1]) + b"\0\0\0" + rawclient._item(0x30, abstract.encode())
+                        + b"".join(rawclient._item(0x40, ts.encode()) for ts in syntaxes))
+        for i, (abstract, syntaxes) in enumerate(contexts))
+    user = rawclient._item(0x50, rawclient._item(0x51, struct.pack(">I", 16384))
+                           + rawclient._item(0x52, rawclient.IMPL_UID) + roles)
+    body = (struct.pack(">HH", 1, 0) + called.ljust(16) + calling.ljust(16) + b"\0" * 32
+            + rawclient._item(0x10, rawclient.APP_CONTEXT) + items + user)
+    return struct.pack(">BBI", 0x01, 0, len(body)) + body
+
+
+def role(uid: str, scu: int, scp: int) -> bytes:
+    return rawclient._item(0x54, struct.pack(">H", len(uid)) + uid.encode() + bytes([scu, scp]))
+
+
+CT, MR, US = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.6.1"
+LE, BE, JPEG = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.4.50"
+VARIANTS = [
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(rawclient.VERIFICATION, [rawclient.IMPLICIT_LE])]),
+    associate_rq(b"ANY-SCP", b" LEAD", [(rawclient.VERIFICATION, [rawclient.IMPLICIT_LE])]),
+    associate_rq(b"OTHER", b"ECHOSCU", [(rawclient.VERIFICATION, [rawclient.IMPLICIT_LE])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(CT, [LE])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(CT, [BE, LE])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(CT, [JPEG])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(MR, [LE]), (CT, [LE]), ("1.2.3.4", [LE])]),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(US, [LE])], role(US, 1, 1)),
+    associate_rq(b"ANY-SCP", b"ECHOSCU", [(US, [LE])], role(US, 0, 1)),
+]
+
+
+def ac_bytes(port: int, rq: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(rq)
+        kind, body = rawclient.read_pdu(sock)
+        sock.sendall(rawclient.RELEASE_RQ)
+        rawclient.read_pdu(sock)
+    return bytes([kind]) + body
+
+
+@pytest.mark.parametrize("profile", [False, True], ids=["prefer", "roles-and-extended"])
+def test_remembered_acs_are_pynetdicoms(profile: bool, tmp_path: Path) -> None:
+    """The same RQs, each sent twice, get byte for byte the AC a receiver that never
+    remembers one (``-d`` binds a PDU-sent handler) encodes afresh."""
+    options = ["+xa"]
+    if profile:
+        (tmp_path / "roles.cfg").write_text(ROLE_PROFILE)
+        options = ["-xf", str(tmp_path / "roles.cfg"), "roles and ext"]
+    plan = VARIANTS + VARIANTS
+    answers = {}
+    for name, extra in (("fresh", ["-d"]), ("remembered", [])):
+        with scp_server("spoolscp", [*options, *extra], tmp_path / name, receiver_only=True) as server:
+            answers[name] = [ac_bytes(server.port, rq) for rq in plan]
+    assert answers["remembered"] == answers["fresh"]
+    assert len(set(answers["fresh"])) >= 6  # AE titles, contexts, syntaxes: different answers
+
+
+@pytest.mark.parametrize("level", ["none", "standard"])
+def test_default_handlers_are_pynetdicoms(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fastsetup.install()
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", level)
+    ae = AE()
+    ours = Association(ae, "acceptor")._handlers
+    monkeypatch.setattr(Association, "_bind_defaults", fastsetup._original_bind_defaults)
+    theirs = Association(ae, "acceptor")._handlers
+    assert ours == theirs and len(theirs) >= 15
+    assert all(ours[event] is not theirs[event] for event in ours if isinstance(ours[event], list))
+
+
+def test_addresses_are_pynetdicoms() -> None:
+    fastsetup.install()
+    fastsetup._resolved.clear()
+    values = ["127.0.0.1", "::1", "0:0::1", "::ffff:127.0.0.1", "localhost", "", "<broadcast>", "0.0.0.0", "10.1.2.3"]
+    for value in values + values:
+        ours = AddressInformation(value, 104)
+        theirs = AddressInformation.__new__(AddressInformation)
+        fastsetup._original_address.fset(theirs, value)
+        assert ours.address == theirs.address, value
+    assert set(fastsetup._resolved) == {"127.0.0.1", "::1", "0:0::1", "::ffff:127.0.0.1", "0.0.0.0", "10.1.2.3"}
