@@ -256,16 +256,20 @@ class _Immediate:
                 self.db.conn.execute("PRAGMA synchronous=FULL")
             self.db.lock.release()
             raise
+        self.changes = self.db.conn.total_changes
         return self.db.conn
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         try:
             self.db.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            # A block that changed nothing has nothing to make durable: no flush for it
+            # (a worker's dispatch or tracking pass that found no work, on every job).
+            wrote = self.db.conn.total_changes != self.changes
         finally:
             if self.normal:
                 self.db.conn.execute("PRAGMA synchronous=FULL")
             self.db.lock.release()
-        if self.wal_sync is not None and exc_type is None:
+        if self.wal_sync is not None and exc_type is None and wrote:
             self.wal_sync.sync()  # outside the locks: other writers commit meanwhile
 
 
@@ -490,12 +494,14 @@ def publish(db: JobDB, seq: int, path: Path, move: Callable[[], None]) -> bool:
 
     The check, the rename and the record are one transaction, so two workers writing the
     same name settle in reception order whatever order they finish in, and a re-run after
-    a crash between rename and commit simply renames again.
+    a crash between rename and commit simply renames again. The commit is not synced: the
+    job's ``mark_done``, after the output folder's fsync, syncs the WAL and this record
+    with it; a power cut before that runs the job, and this, again.
 
     >>> publish(db, 17, Path("out/CT.1.2.3"), lambda: os.replace(tmp, final))  # doctest: +SKIP
     True
     """
-    with db.transaction() as c:
+    with db.transaction(fsync=False) as c:  # durable with the job's mark_done, which follows
         holder = c.execute("SELECT seq FROM outputs WHERE path = ?", (str(path),)).fetchone()
         if holder is not None and holder[0] > seq:
             return False

@@ -147,3 +147,20 @@ def test_rows_acknowledged_by_two_committing_processes_survive_their_sigkill(tmp
     assert all(rows.get(seq) == name for seq, name in acknowledged)
     assert len({seq for seq, _ in acknowledged}) == len(acknowledged) >= 400
     assert {name[0] for _, name in acknowledged} == {"a", "b"}
+
+
+def test_a_block_that_changed_nothing_and_a_publish_do_not_sync(tmp_path: Path, monkeypatch) -> None:
+    """Every job runs a dispatch and a tracking pass that mostly find nothing, and a
+    publish whose record mark_done's sync makes durable: none of them flushes."""
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    seq = jobs.record_received(db, received(0))
+    synced = watch_syncs(tmp_path / "jobs.db", monkeypatch)
+    with db.transaction() as c:
+        c.execute("SELECT count(*) FROM jobs").fetchone()
+        c.execute("UPDATE jobs SET state = 'queued' WHERE seq = -1")  # matches nothing
+    moved: list[int] = []
+    assert jobs.publish(db, seq, tmp_path / "out", lambda: moved.append(seq))
+    assert synced == [] and moved == [seq]
+    with db.transaction() as c:
+        c.execute("UPDATE jobs SET state = 'queued' WHERE seq = ?", (seq,))
+    assert synced == [((tmp_path / "jobs.db-wal").stat().st_size, True)]
