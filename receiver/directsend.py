@@ -20,7 +20,6 @@ so it can never overtake a PDU queued before it, and two PDUs never interleave.
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Any, Callable
 
@@ -28,6 +27,8 @@ from pynetdicom import evt, fsm
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
+
+from receiver.fastpdata import plain_socket
 
 # Events DT-1 fires: a direct send would skip them, so it is used only when none is bound.
 _FIRED = (evt.EVT_PDU_SENT, evt.EVT_DATA_SENT, evt.EVT_FSM_TRANSITION)
@@ -39,10 +40,8 @@ def send_lock(provider: DULServiceProvider) -> threading.RLock:
 
 
 def _direct_possible(provider: DULServiceProvider, primitive: Any) -> bool:
-    sock = provider.socket.socket if provider.socket is not None else None
-    return (type(primitive) is P_DATA and type(sock) is socket.socket
+    return (type(primitive) is P_DATA and plain_socket(provider) is not None
             and threading.current_thread() is not provider
-            and provider.state_machine.current_state == "Sta6"
             and not any(provider.assoc.get_handlers(event) for event in _FIRED))
 
 

@@ -45,7 +45,8 @@ def pdv_items(body: memoryview) -> list[tuple[int, bytes]] | None:
     return items or None
 
 
-def _plain_socket(provider: DULServiceProvider) -> socket.socket | None:
+def plain_socket(provider: DULServiceProvider) -> socket.socket | None:
+    """The DUL's socket if it is a plain (not TLS) one: only those take the fast paths."""
     sock = provider.socket.socket if provider.socket is not None else None
     return sock if type(sock) is socket.socket else None
 
@@ -73,7 +74,7 @@ def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
 
 
 def _read_pdu_data(self: DULServiceProvider) -> None:
-    sock = _plain_socket(self)
+    sock = plain_socket(self)
     assoc: Any = self.assoc
     if (sock is None or self.state_machine.current_state != "Sta6"
             or any(assoc.get_handlers(event) for event in _SKIPPED)):

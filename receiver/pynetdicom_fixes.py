@@ -17,8 +17,8 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
-from receiver import (command_codec, command_decode, fastpdata, fastrecv, fastsetup, filemeta, primitive_uids,
-                      reactor_wakeups)
+from receiver import (command_codec, command_decode, directsend, fastpdata, fastrecv, fastsetup, filemeta,
+                      primitive_uids, reactor_wakeups)
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -44,7 +44,8 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
 
 
 def install() -> None:
-    """Patch once; calling again is harmless."""
+    """Install this fix and every speed patch of pynetdicom (each module says what it
+    changes); calling again is harmless."""
     DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
     reactor_wakeups.install()
     command_codec.install()
@@ -54,6 +55,7 @@ def install() -> None:
     filemeta.install()
     fastrecv.install()
     fastpdata.install()
+    directsend.install()
 
 
 def abort_association(assoc: Any, timeout: float = 5.0) -> None:
