@@ -149,7 +149,7 @@ class JobDB:
     their fsyncs.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, direct_writes: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None)
@@ -161,6 +161,14 @@ class JobDB:
             migrations.apply(sqlite_utils.Database(self.conn))
         # Without WAL (a file system that refuses it) transactions stay synchronous=FULL.
         self.wal = WalSync(path) if mode.lower() == "wal" else None
+        # ``direct_writes=False``: this process never writes through ``conn`` itself, only
+        # through execute/write/transaction, which sync the WAL themselves. The connection
+        # then stays at NORMAL and busy_timeout 0 (when_free waits) for good: no four
+        # PRAGMA toggles around every transaction (the workers' half dozen per job).
+        self.steady = not direct_writes and self.wal is not None
+        if self.steady:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout = 0")
 
     def close(self) -> None:
         self.conn.close()
@@ -168,7 +176,16 @@ class JobDB:
     def execute(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         """Run one statement in its own transaction and return its rows."""
         with self.lock:
-            return when_free(self.conn, lambda: self.conn.execute(sql, params).fetchall())
+            changes = self.conn.total_changes
+            found = self.when_free(lambda: self.conn.execute(sql, params).fetchall())
+            wrote = self.steady and self.conn.total_changes != changes
+        if wrote:
+            self.wal.sync()  # type: ignore[union-attr]  # steady: a write is made durable here
+        return found
+
+    def when_free(self, call: Callable[[], T]) -> T:
+        """:func:`when_free` on this connection (already at busy_timeout 0 when steady)."""
+        return _retry_while_locked(call) if self.steady else when_free(self.conn, call)
 
     def write(self, sql: str, params: tuple | dict = ()) -> None:
         """Run one changing statement durably, as a :meth:`transaction` commits it.
@@ -225,32 +242,38 @@ def when_free(conn: sqlite3.Connection, call: Callable[[], T]) -> T:
     """
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        delay = 0.0001
-        while True:
-            try:
-                return call()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, _BUSY_SLEEP_MAX)
+        return _retry_while_locked(call)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+
+
+def _retry_while_locked(call: Callable[[], T]) -> T:
+    """``call()`` on a connection at busy_timeout 0, retried with short sleeps."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    delay = 0.0001
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _BUSY_SLEEP_MAX)
 
 
 class _Immediate:
     def __init__(self, db: JobDB, fsync: bool = True) -> None:
         self.db = db
         self.wal_sync = db.wal if fsync else None
-        self.normal = not fsync or db.wal is not None  # commit without SQLite's own fsync
+        # commit without SQLite's own fsync; a steady connection is at NORMAL already
+        self.normal = (not fsync or db.wal is not None) and not db.steady
 
     def __enter__(self) -> sqlite3.Connection:
         self.db.lock.acquire()
         try:
             if self.normal:
                 self.db.conn.execute("PRAGMA synchronous=NORMAL")
-            when_free(self.db.conn, lambda: self.db.conn.execute("BEGIN IMMEDIATE"))
+            self.db.when_free(lambda: self.db.conn.execute("BEGIN IMMEDIATE"))
         except BaseException:
             if self.normal:
                 self.db.conn.execute("PRAGMA synchronous=FULL")
@@ -258,6 +281,12 @@ class _Immediate:
             raise
         self.changes = self.db.conn.total_changes
         return self.db.conn
+
+    def make_durable(self) -> None:
+        """Sync this transaction's WAL after all, as ``fsync=True`` would have. (Without
+        WAL, SQLite cannot change its safety level inside a transaction: one that may
+        need this is then begun with ``fsync=True``.)"""
+        self.wal_sync = self.db.wal
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         try:
@@ -314,8 +343,9 @@ def record_ignored(db: JobDB, fields: dict[str, Any]) -> int:
         return insert(db.conn, dict(fields, kind="ignored", state="done"))
 
 
-def job_from_row(row: tuple) -> Job:
-    values = dict(zip(Job.__dataclass_fields__, row))
+def job_from_row(row: tuple | list, **changes: Any) -> Job:
+    """The Job of a row of ``JOB_COLUMNS``, with ``changes`` to some of its columns."""
+    values = dict(zip(Job.__dataclass_fields__, row), **changes)
     values["options"] = json.loads(values["options"])
     return Job(**values)
 
@@ -353,19 +383,36 @@ def _abandoned(state: str, pid: int | None, host: str | None, lease_until: float
     return (lease_until or 0) < now
 
 
-def claim(db: JobDB, seq: int, lease_seconds: float = 600.0) -> Job | None:
+_CLAIM_SELECT = f"SELECT {JOB_COLUMNS}, pid, host, lease_until FROM jobs WHERE seq = ?"
+_COLUMN = {name: i for i, name in enumerate(Job.__dataclass_fields__)}
+
+
+def claim(db: JobDB, seq: int, lease_seconds: float = 600.0,
+          place: Callable[[sqlite3.Connection], int] | None = None) -> Job | None:
     """Mark ``seq`` running for this process, or return None if it is not ours to run.
 
     A row is claimable when queued or scheduled, or running but abandoned. A row that
     is done, failed, or running in a live worker is left alone: that is what makes a
     duplicated Huey message harmless.
+
+    ``place`` (the study tracker's step, ``workers.tracker.place``) runs first, in the
+    same transaction, when the row has not been placed yet, whatever its state (an end
+    of association is a done row that still ends studies); it returns how many rows it
+    placed. Its decisions (folders, names, commands) are then synced with the claim,
+    before any output uses them. A row already placed costs no tracking pass at all:
+    rows are placed in sequence order, so every earlier row is placed too.
     """
     now = time.time()
-    with db.transaction(fsync=False) as c:  # a claim lost to a power cut: the job runs again
-        row = c.execute("SELECT state, pid, host, lease_until FROM jobs WHERE seq = ?", (seq,)).fetchone()
+    tx = db.transaction(fsync=db.wal is None)  # a claim lost to a power cut: the job runs again
+    with tx as c:
+        row = c.execute(_CLAIM_SELECT, (seq,)).fetchone()
+        if row is not None and not row[_COLUMN["tracked"]] and place is not None and place(c):
+            tx.make_durable()
+            row = c.execute(_CLAIM_SELECT, (seq,)).fetchone()
         if row is None:
             return None
-        state, pid, host, lease = row
+        *fields, pid, host, lease = row
+        state = fields[_COLUMN["state"]]
         if state not in ("queued", "scheduled") and not _abandoned(state, pid, host, lease, now):
             return None
         c.execute(
@@ -373,8 +420,7 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0) -> Job | None:
             " updated_at=? WHERE seq=?",
             (os.getpid(), HOST, now + lease_seconds, now, seq),
         )
-        full = c.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?", (seq,)).fetchone()
-    return job_from_row(full)
+    return job_from_row(fields, state="running", attempts=fields[_COLUMN["attempts"]] + 1)
 
 
 def mark_done(db: JobDB, seq: int, note: str | None = None) -> None:
@@ -502,12 +548,13 @@ def publish(db: JobDB, seq: int, path: Path, move: Callable[[], None]) -> bool:
     True
     """
     with db.transaction(fsync=False) as c:  # durable with the job's mark_done, which follows
-        holder = c.execute("SELECT seq FROM outputs WHERE path = ?", (str(path),)).fetchone()
-        if holder is not None and holder[0] > seq:
+        # recorded first (one statement: claim the path unless a later object holds it);
+        # a failed move raises, and the transaction rolls the record back
+        if not c.execute("INSERT INTO outputs (path, seq) VALUES (?, ?) ON CONFLICT (path)"
+                         " DO UPDATE SET seq = excluded.seq WHERE outputs.seq <= excluded.seq",
+                         (str(path), seq)).rowcount:
             return False
         move()
-        c.execute("INSERT INTO outputs (path, seq) VALUES (?, ?)"
-                  " ON CONFLICT (path) DO UPDATE SET seq = excluded.seq", (str(path), seq))
     return True
 
 

@@ -122,9 +122,10 @@ VALUE_WIDTH = {
 }
 """Byte-swapping unit per VR; VRs not listed are never swapped."""
 
-_STANDARD_VRS = "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
+STANDARD_VRS = frozenset("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split())
+"""The VRs of the standard, read from an explicit-VR stream under their own name."""
 _EXPLICIT_VRS: dict[bytes, tuple[str, bool] | None] = {
-    **{vr.encode(): (vr, vr in EXTENDED_VRS) for vr in _STANDARD_VRS.split()},
+    **{vr.encode(): (vr, vr in EXTENDED_VRS) for vr in STANDARD_VRS},
     # DCMTK also accepts its non-standard, non-internal VR names from the stream ...
     b"ox": ("ox", True),
     b"px": ("px", True),

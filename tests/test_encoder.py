@@ -10,6 +10,7 @@ against the bytes spec §10.1 prescribes.
 from __future__ import annotations
 
 import io
+import random
 import struct
 import subprocess
 import zlib
@@ -19,6 +20,7 @@ import pytest
 
 from sidebyside import dcmtk_env, split_meta
 from spoolscp.rawdicom import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
+from workers import encoder
 from workers.encoder import CannotWrite, Encoding, conversion_possible, file_meta, write_output
 
 DCMCONV = "/usr/bin/dcmconv"
@@ -158,7 +160,18 @@ def deep(levels: int) -> bytes:
     return uids(LE) + content
 
 
+def plain(enc: Enc) -> bytes:
+    """What modalities usually send: flat, sorted, even lengths, strings already normalised."""
+    return (enc.el(0x00080005, "CS", b"ISO_IR 100") + uids(enc) + enc.el(0x00080060, "CS", b"OT")
+            + enc.el(0x00100010, "PN", b"Doe^J ") + enc.el(0x00280010, "US", enc.us(24))
+            + enc.el(0x7FE00010, "OW", enc.us(*range(64))))
+
+
 CASES = {
+    "plain data set": (plain(LE), EXPLICIT_LE),
+    "plain data set, big endian": (plain(BE), EXPLICIT_BE),
+    "plain data set, implicit VR": (plain(IMP), IMPLICIT_LE),
+    "plain data set, deflated": (plain(LE), DEFLATED_LE),
     "nested explicit-length sequences": (nested(LE, False), EXPLICIT_LE),
     "nested undefined-length sequences": (nested(LE, True), EXPLICIT_LE),
     "nested, implicit VR": (nested(IMP, True), IMPLICIT_LE),
@@ -244,6 +257,95 @@ PAIRS = [(case, name) for case in CASES for name in OPTION_SETS
 def test_same_bytes_as_dcmtk(case: str, options: str, tmp_path: Path) -> None:
     dataset, ts = CASES[case]
     assert_same_as_dcmtk(tmp_path, dataset, ts, **OPTION_SETS[options])
+
+
+# ------------------------------------------------------------------------------ copy, not re-encode
+
+def reencoded(spool: Path, e: Encoding, monkeypatch) -> bytes:
+    """Our output with the verbatim copy turned off: every data set through the Layout."""
+    with monkeypatch.context() as m:
+        m.setattr(encoder, "writes_verbatim", lambda *args: False)
+        return ours(spool, e)
+
+
+def copied_or_not(monkeypatch) -> list[bool]:
+    """Record what each write_output decided (True: the received bytes were copied)."""
+    decisions: list[bool] = []
+    decide = encoder.writes_verbatim
+    monkeypatch.setattr(encoder, "writes_verbatim", lambda *args: decisions.append(decide(*args)) or decisions[-1])
+    return decisions
+
+
+@pytest.mark.parametrize(("case", "options"), PAIRS, ids=[f"{c}|{o}" for c, o in PAIRS])
+def test_a_copied_data_set_is_what_reencoding_writes(case: str, options: str, tmp_path: Path, monkeypatch) -> None:
+    dataset, ts = CASES[case]
+    e = Encoding(**OPTION_SETS[options])
+    spool = spool_file(tmp_path / "spool.dcm", dataset, ts)
+    decisions = copied_or_not(monkeypatch)
+    assert ours(spool, e) == reencoded(spool, e, monkeypatch)
+    if case.startswith("plain") and options in ("default", "-F", "-g"):
+        assert decisions == [True]  # the fast path is taken where it applies
+
+
+def random_flat_data_set(rng: random.Random, enc: Enc) -> bytes:
+    """A flat data set mixing normalised values with everything that re-encoding changes:
+    odd lengths, extra padding, spaces in UIDs, group lengths, trailing padding, unsorted
+    and repeated tags, renamed and unknown VR codes, a top-level item delimiter."""
+    pool = [
+        (0x00080005, "CS", [b"ISO_IR 100", b"ISO_IR 100  ", b"ISO_IR 6"]),
+        (0x00080016, "UI", [pad(CT, b"\0"), b" " + pad(CT, b"\0"), CT.encode()]),
+        (0x00080018, "UI", [b"1.2.3.4\0"]),  # kept: without it the meta gets a fresh UID each time
+        (0x00080020, "DA", [b"20240101", b"2024010 "]),
+        (0x00081030, "LO", [b"abcd", b"abc", b"ab  ", b""]),
+        (0x00090010, "LO", [b"ACME"]),
+        (0x00091001, "UN", [b"\1\2", b"\1"]),
+        (0x00100010, "PN", [b"A^B ", b"A^B", b"A^B   "]),
+        (0x00181310, "US", [enc.us(1, 2), b"\1\2\3"]),
+        (0x00189089, "FD", [struct.pack(enc.o + "d", 0.5)]),
+        (0x00280030, "DS", [b"0.5\\0.5 ", b"0.5"]),
+        (0x7FE00010, "OW", [enc.us(*range(8)), b"\1\2\3"]),
+    ]
+    elements = [(tag, vr, rng.choice(values) if rng.random() < 0.1 else values[0])
+                for tag, vr, values in pool if tag in (0x00080018, 0x7FE00010) or rng.random() < 0.8]
+    change = rng.choice([None] * 4 + ["group length", "padding", "swap", "repeat", "VR code", "OX", "delimiter"])
+    if change == "group length":
+        elements.insert(0, (0x00080000, "UL", struct.pack(enc.o + "I", 20)))
+    elif change == "padding":
+        elements.append((0xFFFCFFFC, "OB", bytes(6)))
+    elif change == "swap":
+        i = rng.randrange(len(elements) - 1)
+        elements[i], elements[i + 1] = elements[i + 1], elements[i]
+    elif change == "repeat":
+        elements.insert(0, elements[0])
+    elif change in ("VR code", "OX"):  # OX: DCMTK reads it as OW on pixel data (and writes OW)
+        tag, _, value = elements[-1]
+        elements[-1] = (tag, "OX" if change == "OX" else rng.choice(["ox", "xs", "XY", "??"]), value)
+    data = b"".join(enc.el(tag, vr, value) for tag, vr, value in elements)
+    if change == "delimiter":  # dcmdata stops reading there
+        data += enc.tag(0xFFFEE00D) + bytes(4) + enc.el(0x7FE10010, "OB", b"ID")
+    return data
+
+
+@pytest.mark.parametrize("options", ["default", "-F", "-g", "+td +cl 9", "-u", "+g"])
+def test_random_flat_data_sets_copied_or_reencoded_alike(options: str, tmp_path: Path, monkeypatch) -> None:
+    """Whatever writes_verbatim decides, the output is what the Layout writes (and the
+    Layout's own output is dcmconv's, test_same_bytes_as_dcmtk); both decisions occur."""
+    rng = random.Random(7)
+    e = Encoding(**OPTION_SETS[options])
+    decisions = copied_or_not(monkeypatch)
+    for i in range(300):
+        enc, ts = rng.choice([(LE, EXPLICIT_LE), (BE, EXPLICIT_BE), (IMP, IMPLICIT_LE), (LE, DEFLATED_LE)])
+        spool = spool_file(tmp_path / f"{i}.dcm", random_flat_data_set(rng, enc), ts)
+        try:
+            mine = ours(spool, e)
+        except Exception as exc:  # a data set that cannot be read must fail the same way
+            with pytest.raises(type(exc)):
+                reencoded(spool, e, monkeypatch)
+            continue
+        assert mine == reencoded(spool, e, monkeypatch), f"data set {i}"
+    copied = decisions.count(True)
+    if options not in ("-u", "+g"):  # these two rewrite every data set here (UN as OB, new group lengths)
+        assert 20 < copied < len(decisions) - 20, copied
 
 
 @pytest.mark.parametrize("level", [1, 6, 9])

@@ -86,3 +86,40 @@ def test_a_failing_move_records_nothing(db, tmp_path):
     with pytest.raises(OSError):
         jobs.publish(db, 9, tmp_path / "x", fail)
     assert jobs.publish(db, 3, tmp_path / "x", lambda: None)  # 9 never held it
+
+
+def test_a_claim_places_an_unplaced_row_first_and_syncs_that(db, monkeypatch):
+    """The tracker's pass runs in the claim's transaction only while the row is unplaced;
+    its decisions are synced with the claim, a plain claim is not (spoolscp.walsync)."""
+    from spoolscp import walsync
+
+    seqs = [jobs.record_received(db, received(i)) for i in range(3)]
+    placed: list[int] = []
+
+    def place(c) -> int:
+        count = c.execute("UPDATE jobs SET tracked = 1, out_name = 'placed' WHERE tracked = 0").rowcount
+        placed.append(count)
+        return count
+
+    syncs: list[int] = []
+    monkeypatch.setattr(walsync.os, "fdatasync", syncs.append)
+    first = jobs.claim(db, seqs[0], place=place)
+    assert first.out_name == "placed" and placed == [3] and len(syncs) == 1
+    second = jobs.claim(db, seqs[1], place=place)
+    assert placed == [3] and len(syncs) == 1  # placed already: no pass, no sync
+    assert second == jobs.get_job(db, seqs[1]) and (second.state, second.attempts) == ("running", 1)
+    end = jobs.record_assoc_end(db, "a1")  # a done marker still gets placed
+    assert jobs.claim(db, end, place=place) is None and placed == [3, 1]
+    assert jobs.claim(db, seqs[0], place=place) is None and placed == [3, 1]  # running in a live worker
+
+
+def test_a_claim_that_places_commits_at_full_without_wal(db):
+    """A file system without WAL: the claim is SQLite-synced from its BEGIN (the safety
+    level cannot change inside a transaction)."""
+    db.wal = None
+    seq = jobs.record_received(db, received())
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    job = jobs.claim(db, seq, place=lambda c: c.execute("UPDATE jobs SET tracked = 1").rowcount)
+    assert job.state == "running" and job.tracked == 1
+    assert not [s for s in seen if s.upper().startswith("PRAGMA SYNCHRONOUS")]

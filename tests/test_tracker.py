@@ -247,3 +247,13 @@ def test_purging_done_rows_keeps_the_objects_of_an_open_or_unrenamed_study(db, t
     (eos,) = rows(db, "eos")
     jobs.mark_done(db, eos.seq)
     assert sorted(jobs.purge_done(db, older_than=-1)) == [1, eos.seq]  # s1 done with; s2 open
+
+
+def test_dispatch_without_waiting_rows_takes_no_write_lock(db, tmp_path):
+    """The pass every job ends with: a read-only check when nothing waits."""
+    receive(db, options(tmp_path), "1.2.3", 1)
+    tracker.track(db)
+    seen = []
+    db.conn.set_trace_callback(seen.append)
+    assert dispatch.dispatch(db) == []
+    assert seen and not [s for s in seen if s.upper().startswith("BEGIN")]

@@ -164,3 +164,38 @@ def test_a_block_that_changed_nothing_and_a_publish_do_not_sync(tmp_path: Path, 
     with db.transaction() as c:
         c.execute("UPDATE jobs SET state = 'queued' WHERE seq = ?", (seq,))
     assert synced == [((tmp_path / "jobs.db-wal").stat().st_size, True)]
+
+
+def test_a_workers_connection_needs_no_pragma_and_syncs_every_write(tmp_path: Path, monkeypatch) -> None:
+    """``direct_writes=False`` stays at NORMAL for good; transactions and writes through
+    execute are still synced before they return, reads are not."""
+    db = jobs.JobDB(tmp_path / "jobs.db", direct_writes=False)
+    synced = watch_syncs(tmp_path / "jobs.db", monkeypatch)
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    with db.transaction() as c:
+        jobs.insert(c, dict(received(0), kind="store", state="queued"))
+    assert synced[-1] == ((tmp_path / "jobs.db-wal").stat().st_size, True)
+    db.execute("UPDATE jobs SET state = 'done'")
+    assert len(synced) == 2 and synced[-1][0] == (tmp_path / "jobs.db-wal").stat().st_size
+    assert db.execute("SELECT state FROM jobs") == [("done",)] and len(synced) == 2
+    with db.transaction(fsync=False) as c:
+        c.execute("UPDATE jobs SET state = 'queued'")
+    assert len(synced) == 2
+    assert not [s for s in seen if s.lstrip().upper().startswith("PRAGMA")]
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_a_workers_transaction_waits_for_another_writer(tmp_path: Path) -> None:
+    """busy_timeout 0 for good: BEGIN IMMEDIATE is retried (when_free), not refused."""
+    import threading
+
+    db = jobs.JobDB(tmp_path / "jobs.db", direct_writes=False)
+    other = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    jobs.insert(other, dict(received(0), kind="store", state="queued"))
+    threading.Timer(0.2, other.execute, ("COMMIT",)).start()
+    with db.transaction() as c:
+        jobs.insert(c, dict(received(1), kind="store", state="queued"))
+    assert db.execute("SELECT spool FROM jobs ORDER BY seq") == [("0.dcm",), ("1.dcm",)]  # after the other's commit
+    other.close()

@@ -10,6 +10,7 @@ build their queue here, so task names and storage always agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
@@ -31,27 +32,75 @@ class Queue:
 
 
 class WakeupStorage(SqliteStorage):
-    """Huey's SQLite queue without an fsync per message.
+    """Huey's SQLite queue without an fsync per message, one statement per message taken.
 
     A message only wakes a worker up; the job row (committed with fsync) is the truth,
     and the reconciler re-sends the message of a queued job that has none. WAL with
     ``synchronous=NORMAL`` loses at most the last messages on power loss, never the file.
     """
 
+    _backlog = False  # the last dequeue found a message: the queue is likely not empty
+
     def _create_connection(self):  # type: ignore[no-untyped-def]
         conn = super()._create_connection()
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
+    def dequeue(self) -> bytes | None:
+        """Take the oldest message in one atomic ``DELETE ... RETURNING``.
+
+        Huey's own dequeue is five statements (a read-only check, BEGIN EXCLUSIVE, SELECT,
+        DELETE, COMMIT). The read-only check stays for an idle queue, so that polling an
+        empty queue never takes the write lock the receiver needs.
+        """
+        if not self._backlog and not self.sql("select 1 from task where queue = ? limit 1", (self.name,),
+                                              results=True):
+            return None
+        rows = self.sql("delete from task where id = (select id from task where queue = ?"
+                        " order by priority desc, id limit 1) returning data", (self.name,), results=True)
+        self._backlog = bool(rows)
+        return rows[0][0] if rows else None
+
+
+class _NeverRevoked:
+    """Huey without task revocation, which spoolscp never uses.
+
+    Whether a job runs is the job row's business (``spoolscp.jobs.claim``), not Huey's.
+    Huey reads the revocation keys before every task and deletes the task's key after it:
+    two queue transactions per job (two Redis round trips) that find nothing. Revoking is
+    refused instead, so that no key this skips can ever exist.
+    """
+
+    def is_revoked(self, task: Any, timestamp: Any = None, peek: bool = True) -> bool:
+        return False
+
+    def delete(self, key: str) -> bool:
+        if key.startswith("r:"):  # a Task.revoke_id: never written (revoke is refused)
+            return False
+        return super().delete(key)  # type: ignore[misc]
+
+    def revoke(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("spoolscp does not revoke Huey tasks: the job table decides what runs")
+
+    revoke_all = revoke_by_id = revoke
+
+
+class PipelineSqliteHuey(_NeverRevoked, SqliteHuey):
+    """The default queue: SQLite, no revocation."""
+
+
+class PipelineRedisHuey(_NeverRevoked, RedisHuey):
+    """The queue for workers on several hosts: Redis, no revocation."""
+
 
 def make_huey(settings: Settings) -> Huey:
     """SQLite by default; Redis when workers on several hosts share the queue."""
     if settings.queue_backend == "redis":
-        return RedisHuey("spoolscp", url=settings.redis_url, results=False)
+        return PipelineRedisHuey("spoolscp", url=settings.redis_url, results=False)
     if settings.queue_backend == "sqlite":
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey("spoolscp", filename=str(settings.queue_db), timeout=30, results=False,
-                          storage_class=WakeupStorage)
+        return PipelineSqliteHuey("spoolscp", filename=str(settings.queue_db), timeout=30, results=False,
+                                  storage_class=WakeupStorage)
     raise ValueError(f"unknown queue backend {settings.queue_backend!r} (sqlite or redis)")
 
 

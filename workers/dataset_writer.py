@@ -29,6 +29,7 @@ from spoolscp.rawdicom import (
     ITEM_DELIMITER,
     PADDING,
     SEQUENCE_DELIMITER,
+    STANDARD_VRS,
     STRING_VRS,
     UNDEFINED,
     VALUE_WIDTH,
@@ -36,10 +37,11 @@ from spoolscp.rawdicom import (
     Node,
     PixelSequence,
     Sequence,
+    Syntax,
     normalize_string,
 )
 
-__all__ = ["Layout", "Sink", "Target"]
+__all__ = ["Layout", "Sink", "Target", "writes_verbatim"]
 
 # dcmdata's getValidEVR: internal VRs become standard ones on write.
 _WRITTEN_VR = {"xs": "US", "lt": "OW", "ox": "OB", "px": "OB", "up": "UL", "??": "UN", "?2": "UN"}
@@ -293,6 +295,45 @@ class Layout:
 
     def _item_tag(self, tag: int, length: int) -> bytes:
         return self._hhi.pack(tag >> 16, tag & 0xFFFF, length)
+
+
+# Explicit VRs that Layout writes back under the code they were read with (SQ: no sequences).
+_VERBATIM_VRS = {vr: vr.encode() for vr in STANDARD_VRS - {"SQ"}}
+
+
+def writes_verbatim(buf, nodes: list[Node], start: int, end: int, read: Syntax, target: Target) -> bool:
+    """Would :class:`Layout` write ``nodes`` as exactly ``buf[start:end]``? Then copy, do not encode.
+
+    True for the usual flat data set written in the syntax it came in: every top-level
+    node an element with an even length, already-normalised string value, header as
+    Layout writes it (in explicit VR: the VR code read is the one written), no group
+    length or trailing padding (both are rewritten), and the nodes, in order, cover the
+    whole range (no sorted or repeated tags, nothing after a top-level item delimiter).
+    Sequences and encapsulated pixel data always take Layout's path. Anything unsure is
+    False, which costs only the re-encoding.
+    """
+    if (read.implicit, read.big) != (target.implicit, target.big) or target.group_length == "create" \
+            or not target.new_vr:  # (item padding: no items here)
+        return False
+    pos = start
+    for node in nodes:
+        if type(node) is not Element or node.length & 1 or not node.tag & 0xFFFF or node.tag == PADDING:
+            return False
+        if read.implicit:
+            header = 8
+        else:
+            code = _VERBATIM_VRS.get(node.vr)
+            header = 12 if node.vr in EXTENDED_VRS else 8
+            if code is None or buf[pos + 4 : pos + 6] != code:
+                return False  # an internal VR, or one that dcmdata renames (OX read as OW)
+        if node.offset != pos + header or node.value is not None:
+            return False
+        pos = node.offset + node.length
+        if node.vr in STRING_VRS:
+            raw = bytes(buf[node.offset : pos])
+            if normalize_string(raw, node.vr) != raw:
+                return False
+    return pos == end
 
 
 def _pad_byte(node: Element) -> int:

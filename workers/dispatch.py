@@ -47,8 +47,18 @@ def _blocks_followers(kind: str, state: str, sync: int) -> bool:
     return kind == "eos" or bool(sync)  # must finish first
 
 
+_ANY_WAITING = "SELECT 1 FROM jobs WHERE state = 'waiting' AND kind IN ('eos', 'exec') LIMIT 1"
+
+
 def dispatch(db: jobs.JobDB) -> list[int]:
-    """Move the rows that may start now from ``waiting`` to ``queued``; return them."""
+    """Move the rows that may start now from ``waiting`` to ``queued``; return them.
+
+    Every job ends with this pass; without any waiting row (no end of study or command
+    pending, the common case) a read-only check ends it, with no write lock taken. A row
+    that starts waiting after that check is the tracker's, whose process dispatches next.
+    """
+    if not db.execute(_ANY_WAITING):
+        return []
     ready = []
     with db.transaction() as c:
         rows = c.execute(  # state IN (...), not NOT IN: the (state, kind) index, no table scan per job

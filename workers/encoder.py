@@ -33,7 +33,7 @@ from spoolscp.rawdicom import (
     read_dataset,
     syntax_for,
 )
-from workers.dataset_writer import Layout, Target
+from workers.dataset_writer import Layout, Target, writes_verbatim
 
 __all__ = ["CannotWrite", "Encoding", "conversion_possible", "write_output"]
 
@@ -103,16 +103,25 @@ def _write_bit_preserving(spool_path: Path, f: BinaryIO, encoding: Encoding, cal
             f.write(_PREAMBLE)
             f.write(file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
                               identity.BIT_PRESERVING_VERSION_NAME, calling_ae))
-        view = memoryview(spool.raw)
-        try:
-            for start in range(spool.dataset_offset, len(spool.raw), _COPY_CHUNK):
-                f.write(view[start : start + _COPY_CHUNK])
-        finally:
-            view.release()
+        _copy_range(spool.raw, spool.dataset_offset, len(spool.raw), f)
+
+
+def _copy_range(buf, start: int, end: int, sink) -> None:  # type: ignore[no-untyped-def]
+    """Write ``buf[start:end]`` in bounded chunks (a mapped 1 GB file is never one buffer)."""
+    view = memoryview(buf)
+    try:
+        for offset in range(start, end, _COPY_CHUNK):
+            sink.write(view[offset : min(offset + _COPY_CHUNK, end)])
+    finally:
+        view.release()
 
 
 def _write_normal(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
-    """``-B``: parse like dcmdata, re-encode with the output options, fresh meta header."""
+    """``-B``: parse like dcmdata, re-encode with the output options, fresh meta header.
+
+    A data set that re-encoding would leave byte for byte as received (the usual one with
+    the default options, :func:`workers.dataset_writer.writes_verbatim`) is copied instead.
+    """
     with open_spool(spool_path) as spool:
         nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, encoding.convert_un)
         write_ts = encoding.write_syntax(spool.transfer_syntax)
@@ -120,15 +129,21 @@ def _write_normal(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae:
             raise CannotWrite(f"cannot convert encapsulated pixel data to transfer syntax {write_ts}")
         syntax = syntax_for(write_ts)
         file_pad, item_pad = encoding.padding or (0, 0)
-        layout = Layout(spool.data, Target(syntax.implicit, syntax.big, encoding.explicit_length,
-                                           encoding.group_length, encoding.new_vr, item_pad))
+        target = Target(syntax.implicit, syntax.big, encoding.explicit_length, encoding.group_length,
+                        encoding.new_vr, item_pad)
         header = _normal_header(spool.data, nodes, write_ts, calling_ae) if encoding.write_file else b""
-        length = layout.item(nodes)
-        if file_pad:
-            layout.add_padding(nodes, len(header) + length, file_pad)
+        verbatim = not file_pad and writes_verbatim(spool.data, nodes, spool.start, spool.end, spool.syntax, target)
+        layout = None if verbatim else Layout(spool.data, target)
+        if layout is not None:
+            length = layout.item(nodes)
+            if file_pad:
+                layout.add_padding(nodes, len(header) + length, file_pad)
         f.write(header)
         sink = _Deflater(f, encoding.compression_level) if syntax.deflated else f
-        layout.emit(nodes, sink)
+        if layout is None:
+            _copy_range(spool.data, spool.start, spool.end, sink)
+        else:
+            layout.emit(nodes, sink)
         if isinstance(sink, _Deflater):
             sink.finish()
 

@@ -59,13 +59,20 @@ class Tasks:
 
 
 _dbs: dict[tuple[int, str], jobs.JobDB] = {}
+_last: tuple[int, Settings, jobs.JobDB] | None = None  # every job asks: no Path arithmetic for it
 
 
 def job_db(settings: Settings) -> jobs.JobDB:
-    """One connection per process (Huey forks process workers after start-up)."""
-    key = (os.getpid(), str(settings.jobs_db))
+    """One connection per process (Huey forks process workers after start-up); workers
+    write only through transactions (``direct_writes=False``)."""
+    global _last
+    pid = os.getpid()
+    if _last is not None and _last[0] == pid and _last[1] is settings:
+        return _last[2]
+    key = (pid, str(settings.jobs_db))
     if key not in _dbs:
-        _dbs[key] = jobs.JobDB(settings.jobs_db)
+        _dbs[key] = jobs.JobDB(settings.jobs_db, direct_writes=False)
+    _last = (pid, settings, _dbs[key])
     return _dbs[key]
 
 
@@ -112,8 +119,7 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
     """Claim row ``seq``, run its step, record the outcome, release what may follow."""
     db = job_db(settings)
     enqueue = handoff.enqueue
-    tracker.track(db)
-    job = jobs.claim(db, seq, settings.lease_seconds)
+    job = jobs.claim(db, seq, settings.lease_seconds, place=tracker.place)
     if job is None:  # a marker row (end of association, ignored object) may still end a study
         release_followups(db, enqueue)
         return

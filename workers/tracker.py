@@ -214,8 +214,12 @@ def _record(c: sqlite3.Connection, seq: int, values: dict[str, Any]) -> None:
     c.execute(f"UPDATE jobs SET tracked = 1{sets} WHERE seq = ?", (*values.values(), seq))
 
 
-def _track_in(c: sqlite3.Connection) -> int:
-    """Place every untracked row inside the caller's transaction; returns how many."""
+def place(c: sqlite3.Connection) -> int:
+    """Place every untracked row inside the caller's transaction; returns how many.
+
+    A job's claim runs it (``spoolscp.jobs.claim``) when the job's own row is not placed
+    yet, in the claim's transaction.
+    """
     todo = _untracked(c)
     if not todo:
         return 0
@@ -247,7 +251,7 @@ def track(db: jobs.JobDB) -> int:
     created) fails at once with its reason; the objects after it go on.
     """
     with db.transaction() as c:
-        return _track_in(c)
+        return place(c)
 
 
 def _latest_store(c: sqlite3.Connection, before_seq: int | None = None) -> jobs.Job | None:
@@ -267,7 +271,7 @@ def close_idle_studies(db: jobs.JobDB, now: float) -> None:
     the timer fired is placed first and keeps its study open.
     """
     with db.transaction() as c:
-        _track_in(c)
+        place(c)
         tracker = Tracker(c)
         latest = _latest_store(c)
         for study in list(tracker.open.values()):
