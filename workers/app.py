@@ -39,8 +39,6 @@ class WakeupStorage(SqliteStorage):
     ``synchronous=NORMAL`` loses at most the last messages on power loss, never the file.
     """
 
-    _backlog = False  # the last dequeue found a message: the queue is likely not empty
-
     def _create_connection(self):  # type: ignore[no-untyped-def]
         conn = super()._create_connection()
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -49,16 +47,14 @@ class WakeupStorage(SqliteStorage):
     def dequeue(self) -> bytes | None:
         """Take the oldest message in one atomic ``DELETE ... RETURNING``.
 
-        Huey's own dequeue is five statements (a read-only check, BEGIN EXCLUSIVE, SELECT,
-        DELETE, COMMIT). The read-only check stays for an idle queue, so that polling an
-        empty queue never takes the write lock the receiver needs.
+        Huey's own dequeue is five statements: a read-only check, BEGIN EXCLUSIVE, SELECT,
+        DELETE, COMMIT. The check stays: a worker that has caught up polls an empty queue
+        without taking the write lock that the receiver's enqueue needs.
         """
-        if not self._backlog and not self.sql("select 1 from task where queue = ? limit 1", (self.name,),
-                                              results=True):
+        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
             return None
         rows = self.sql("delete from task where id = (select id from task where queue = ?"
                         " order by priority desc, id limit 1) returning data", (self.name,), results=True)
-        self._backlog = bool(rows)
         return rows[0][0] if rows else None
 
 
