@@ -159,6 +159,7 @@ def receive(opts: StorescpOptions, settings: Settings, enqueue: Any, rules: Rule
     wake = BackgroundEnqueue(enqueue)
     store = handlers.StoreHandler(
         spool_dir=settings.spool_dir,
+        spool_in_db_max=settings.spool_in_db_max,
         jobs_db=db,
         enqueue=wake,
         output=output_options(opts),

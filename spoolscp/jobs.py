@@ -100,6 +100,16 @@ def m003_outputs(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS outputs (path TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
 
 
+@migrations()
+def m004_spool_data(db: sqlite_utils.Database) -> None:
+    """Small objects' spool files, held in the job table instead of the spool folder.
+
+    One row per ``store`` job whose ``spool`` name is here (``spoolscp.spool``): inserted
+    in the transaction that records the job, deleted in the one that marks it done.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS spool_data (name TEXT PRIMARY KEY, data BLOB NOT NULL)")
+
+
 @dataclass(frozen=True)
 class Job:
     """One row of the job table, with its options decoded."""
@@ -283,6 +293,17 @@ def insert(c: sqlite3.Connection, row: dict[str, Any]) -> int:
     return int(c.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", tuple(row.values())).lastrowid)
 
 
+def insert_spool_data(c: sqlite3.Connection, name: str, data: bytes | bytearray) -> None:
+    """Hold a small object's spool file ``name`` in the table, inside the caller's transaction."""
+    c.execute("INSERT INTO spool_data (name, data) VALUES (?, ?)", (name, data))
+
+
+def spool_data(db: JobDB, name: str) -> bytes | None:
+    """The bytes of spool file ``name`` if the table holds it (None: it is in the spool folder)."""
+    found = db.execute("SELECT data FROM spool_data WHERE name = ?", (name,))
+    return found[0][0] if found else None
+
+
 def record_received(db: JobDB, fields: dict[str, Any]) -> int:
     """Insert a received object as ``queued`` and return its sequence number.
 
@@ -377,13 +398,18 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0) -> Job | None:
     return job_from_row(full)
 
 
-def mark_done(db: JobDB, seq: int, note: str | None = None) -> None:
-    """Finished: ``note`` says why a step had nothing to do (kept in ``error``)."""
-    db.write(
-        "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
-        " WHERE seq=?",
-        (note, time.time(), seq),
-    )
+def mark_done(db: JobDB, seq: int, note: str | None = None, spool: str | None = None) -> None:
+    """Finished: ``note`` says why a step had nothing to do (kept in ``error``). The spool
+    data ``spool`` held in the table, if any, goes in the same commit: never before its
+    job is done, never left behind once it is."""
+    with db.transaction() as c:
+        c.execute(
+            "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
+            " WHERE seq=?",
+            (note, time.time(), seq),
+        )
+        if spool is not None:
+            c.execute("DELETE FROM spool_data WHERE name = ?", (spool,))
 
 
 def mark_error(db: JobDB, seq: int, error: str, final: bool) -> None:

@@ -3,7 +3,7 @@
 One Huey task, ``run_job(seq)``, runs whatever the row says (``kind``):
 
 * ``store``: track it (folder, name, follow-ups), write its output file, mark it done,
-  drop its spool file;
+  drop its spool data or file;
 * ``eos``: rename the files of a study that ended;
 * ``exec``: run one ``-xcr``/``-xcs`` command line; a non-zero exit is retried.
 
@@ -75,11 +75,13 @@ def release_followups(db: jobs.JobDB, enqueue: Callable[[int], None]) -> None:
 
 
 def run_store(settings: Settings, db: jobs.JobDB, job: jobs.Job) -> str | None:
-    """Write one object's output; the spool file goes only once the output is durable."""
+    """Write one object's output from its spool bytes (job table) or spool file; either
+    goes only once the output is durable (:func:`run`)."""
     def publish(path: Path, move: Callable[[], None]) -> bool:
         return jobs.publish(db, job.seq, path, move)
 
-    if write_job_output(job, settings.spool_dir / job.spool, publish) is None:
+    source = jobs.spool_data(db, job.spool) or settings.spool_dir / job.spool
+    if write_job_output(job, source, publish) is None:
         return "superseded: a later reception of the same name was stored"
     return None
 
@@ -137,8 +139,9 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
         release_followups(db, enqueue)
         raise
     else:
-        jobs.mark_done(db, seq, note)
-        if job.kind == "store":
+        store = job.kind == "store"
+        jobs.mark_done(db, seq, note, spool=job.spool if store else None)
+        if store:
             spool.remove(settings.spool_dir, job.spool)
     release_followups(db, enqueue)
 
