@@ -167,6 +167,8 @@ class JobDB:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
         with _schema_lock(path):
+            # Before the first table (a no-op afterwards): lets reclaim_space shrink the file.
+            self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             migrations.apply(sqlite_utils.Database(self.conn))
         # Without WAL (a file system that refuses it) transactions stay synchronous=FULL.
@@ -565,6 +567,35 @@ def purge_done(db: JobDB, older_than: float) -> list[int]:
         c.execute("DELETE FROM outputs WHERE seq NOT IN (SELECT seq FROM jobs) AND seq <"
                   " (SELECT coalesce(min(seq), 1 << 62) FROM jobs WHERE kind = 'store' AND state != 'done')")
     return [s for s, kind in found if kind != "assoc_end"]
+
+
+RECLAIM_ABOVE = 2560  # free pages (10 MB) jobs.db may keep for the next objects
+RECLAIM_STEP = 2560  # pages given back per transaction
+
+
+def reclaim_space(db: JobDB, above: int = RECLAIM_ABOVE, step: int = RECLAIM_STEP) -> int:
+    """Give the space of finished small objects back to the file system; return the pages.
+
+    Their bytes stay in ``spool_data`` until their job is done, so a backlog (workers
+    stopped, a burst) grows jobs.db, and SQLite reuses freed pages but never shrinks the
+    file. The reconciler calls this: ``incremental_vacuum`` frees ``step`` pages at a
+    time, each step its own short transaction, so a receiver's commit waits one step at
+    most. A jobs.db created before spool_data (no ``auto_vacuum``) is left as it is.
+
+    >>> reclaim_space(db)                               # doctest: +SKIP
+    7350
+    """
+    if db.execute("PRAGMA auto_vacuum")[0][0] != 2:  # 2 = INCREMENTAL
+        return 0
+    freed, free = 0, db.execute("PRAGMA freelist_count")[0][0]
+    while free > above:
+        with db.lock:  # executescript: a pragma run to completion, in its own transaction
+            when_free(db.conn, lambda: db.conn.executescript(f"PRAGMA incremental_vacuum({int(step)})"))
+        left = db.execute("PRAGMA freelist_count")[0][0]
+        if left >= free:
+            break
+        freed, free = freed + free - left, left
+    return freed
 
 
 def spool_states(db: JobDB) -> dict[str, str]:

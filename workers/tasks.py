@@ -149,7 +149,8 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
 def run_reconcile(settings: Settings, enqueue: Callable[[int], None],
                   waiting: Collection[int] = ()) -> recovery.Recovered:
     """Re-enqueue every job that has no live worker and no message (``waiting``: jobs that
-    have one, :func:`workers.recovery.jobs_with_messages`); sweep the spool."""
+    have one, :func:`workers.recovery.jobs_with_messages`); sweep the spool, and shrink
+    jobs.db when finished small objects left much free space in it."""
     db = job_db(settings)
     tracker.track(db)
     tracker.close_idle_studies(db, time.time())
@@ -160,6 +161,9 @@ def run_reconcile(settings: Settings, enqueue: Callable[[int], None],
         log.warning("re-queued %d job(s) whose work was lost", len(seqs))
     release_followups(db, enqueue)
     removed = recovery.sweep_spool(settings.spool_dir, db, orphan_age=settings.lease_seconds)
+    freed = jobs.reclaim_space(db)
+    if freed:
+        log.info("gave %d free pages of jobs.db (finished small objects) back to the file system", freed)
     return recovery.Recovered(seqs, removed)
 
 
