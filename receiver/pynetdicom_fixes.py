@@ -22,7 +22,7 @@ from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
 from receiver import (command_codec, command_decode, directsend, fastpdata, fastrecv, fastsetup, filemeta,
-                      primitive_uids, reactor_wakeups)
+                      fragmentwrite, primitive_uids, reactor_wakeups)
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -70,6 +70,7 @@ def install() -> None:
     filemeta.install()
     fastrecv.install()
     fastpdata.install()
+    fragmentwrite.install()
     directsend.install()
 
 
