@@ -30,7 +30,7 @@ class Settings:
     """Everything the receiver and the workers need besides storescp's own options."""
 
     state_dir: Path = Path(DEFAULT_STATE_DIR).expanduser()
-    spool_in_db_max: int = 1 << 20  # bytes; smaller objects are spooled inside jobs.db
+    spool_in_db_max: int = 64 * 1024  # bytes; objects up to this are spooled inside jobs.db
     bind: str = ""  # "" listens on all interfaces, like DCMTK
     max_associations: int = 64
     shutdown_timeout: float = 30.0
