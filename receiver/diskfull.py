@@ -52,21 +52,27 @@ class SpoolingFile:
         self._fd = -1  # no file until data must reach the disk (``_write_pending``)
         self.file = self  # pynetdicom calls ``.file.flush()``
         self.failed = False
-        self._pending = bytearray()  # received, not yet handed to the kernel
+        self._pending: list[bytes | memoryview] = []  # received, not yet handed to the kernel
+        self._pending_size = 0
         self._size = 0  # bytes handed to the kernel
         self._write_behind = writebehind.WriteBehind()
         with _errors_lock:
             _open[self.name] = self
 
-    def write(self, data: bytes) -> int:
-        if not self.failed:
-            self._pending += data
+    def write(self, data: bytes | memoryview) -> int:
+        """Keep ``data`` (no copy: pynetdicom's fragments are immutable; anything else is
+        copied), to be written with the rest of its chunk in one ``writev``."""
+        if data and not self.failed:  # (an empty one would stall the writev loop)
+            if not isinstance(data, bytes) and not (isinstance(data, memoryview) and data.readonly):
+                data = bytes(data)
+            self._pending.append(data)
+            self._pending_size += len(data)
         return len(data)
 
     def flush(self) -> None:
         """pynetdicom flushes after every PDU; the data goes to the kernel a chunk at a
         time instead (one write, and its write-behind, per chunk rather than per PDU)."""
-        if not self.failed and self._write_behind.due(self._size + len(self._pending)):
+        if not self.failed and self._write_behind.due(self._size + self._pending_size):
             self._write_pending()
             self._write_behind.start(self._fd, self._size)
 
@@ -76,16 +82,17 @@ class SpoolingFile:
         if not self.failed:
             self._write_pending()
 
-    def held(self, limit: int) -> bytearray | None:
+    def held(self, limit: int) -> bytes | None:
         """The complete object, if it is still only in memory and at most ``limit`` bytes.
 
         The caller takes it over, instead of calling :func:`write_error` and reading the
         file: the file is then never created (``close`` writes only to a file that
         exists, so an object no one asked for never reaches the disk either).
         """
-        if self._fd >= 0 or self.failed or len(self._pending) > limit:
+        if self._fd >= 0 or self.failed or self._pending_size > limit:
             return None
-        data, self._pending = self._pending, bytearray()
+        data = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
         return data
 
     def close(self) -> None:
@@ -106,11 +113,11 @@ class SpoolingFile:
             if fd is None:
                 return
             self._fd = fd
-        pending, self._pending = self._pending, bytearray()
-        self._size += len(pending)
-        written = 0
-        while written < len(pending) and not self.failed:  # a short write only before an error
-            written += self._guard(os.write, self._fd, memoryview(pending)[written:] if written else pending) or 0
+        pending, self._pending = self._pending, []
+        self._size += self._pending_size
+        self._pending_size = 0
+        while pending and not self.failed:  # a short write only before an error
+            _drop(pending, self._guard(os.writev, self._fd, pending[:_IOV_MAX]) or 0)
 
     def _guard(self, call: Any, *args: Any) -> Any:
         try:
@@ -124,6 +131,21 @@ class SpoolingFile:
             with contextlib.suppress(OSError):  # give the space back to the objects being received
                 os.truncate(self.name, 0)
             return None
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+
+
+def _drop(buffers: list[bytes | memoryview], count: int) -> None:
+    """Remove the first ``count`` bytes (a write's result) from the front of ``buffers``."""
+    while count and buffers:
+        first = buffers[0]
+        if len(first) <= count:
+            count -= len(first)
+            del buffers[0]
+        else:
+            buffers[0] = memoryview(first)[count:]
+            count = 0
 
 
 def _free_name(folder: str) -> str:

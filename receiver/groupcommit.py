@@ -29,7 +29,7 @@ from spoolscp import jobs
 @dataclass
 class _Slot:
     row: dict[str, Any]
-    data: bytes | bytearray | None  # the spool file's bytes when the job table holds them
+    data: bytes | None  # the spool file's bytes when the job table holds them
     seq: int | None = None
     error: BaseException | None = None
 
@@ -43,7 +43,7 @@ class GroupCommit:
         self._waiting_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def record(self, fields: dict[str, Any], data: bytes | bytearray | None = None) -> int:
+    def record(self, fields: dict[str, Any], data: bytes | None = None) -> int:
         """Record a received object and return its seq, once the row is durable; raises
         what the commit raised (and then, unless it is ``UnsyncedCommit``, nothing of the
         batch is recorded).

@@ -165,13 +165,13 @@ class StoreHandler:
         return self.accept(received, info, sop_class, sop_instance, str(event.context.transfer_syntax),
                            self.peer(event.assoc), data)[0]
 
-    def held(self, req: Any) -> bytearray | None:
+    def held(self, req: Any) -> bytes | None:
         """A small object's bytes, still in memory, to spool in the job table (no file)."""
         spooling = getattr(req, "_dataset_file", None)
         return spooling.held(self.spool_in_db_max) if isinstance(spooling, diskfull.SpoolingFile) else None
 
     def accept(self, received: Path, info: SpoolInfo, sop_class: str, sop_instance: str,
-               transfer_syntax: str, peer: Peer, data: bytearray | None = None) -> tuple[int, int | None]:
+               transfer_syntax: str, peer: Peer, data: bytes | None = None) -> tuple[int, int | None]:
         """Check, spool and record one complete object: its status, and its job (None: not stored).
 
         The object is the file ``received``, or ``data`` (its bytes, spooled in the job

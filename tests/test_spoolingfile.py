@@ -91,7 +91,7 @@ def test_a_taken_name_is_skipped(incoming: Path, monkeypatch) -> None:
 def test_a_write_error_is_remembered_the_file_emptied_and_the_rest_swallowed(incoming: Path, monkeypatch) -> None:
     f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")
     f.write(b"x" * 100)
-    monkeypatch.setattr(diskfull.os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left")))
+    monkeypatch.setattr(diskfull.os, "writev", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left")))
     f.write(b"y" * 100)
     error = diskfull.write_error(f.name)
     assert isinstance(error, OSError) and error.errno == 28
@@ -175,3 +175,29 @@ def test_an_object_nobody_asked_for_never_reaches_the_disk(incoming: Path) -> No
     f.file.flush()
     f.close()
     assert list(incoming.iterdir()) == []
+
+
+def test_fragments_are_kept_without_a_copy_but_mutable_buffers_are_copied(incoming: Path) -> None:
+    f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")
+    reused = bytearray(b"a" * 10)
+    f.write(reused)
+    reused[:] = b"b" * 10  # pynetdicom never reuses a buffer, but a caller might
+    f.write(memoryview(bytearray(b"c" * 5)))
+    f.write(memoryview(b"0123456789")[2:])
+    f.write(b"")
+    assert f.held(1 << 20) == b"a" * 10 + b"c" * 5 + b"23456789"
+
+
+def test_more_fragments_than_one_writev_takes_and_short_writes_lose_nothing(incoming: Path, monkeypatch) -> None:
+    pieces = [bytes([i % 251]) * (1 + i % 7) for i in range(3 * diskfull._IOV_MAX + 5)]
+    real = os.writev
+
+    def short_writev(fd: int, buffers: list) -> int:
+        assert len(buffers) <= diskfull._IOV_MAX
+        head = b"".join(buffers[:3])
+        return real(fd, [head[:-1] if len(head) > 1 else head])
+
+    monkeypatch.setattr(diskfull.os, "writev", short_writev)
+    f = receive(pieces)  # every writev is short: 3 buffers at most, minus one byte
+    f.close()
+    assert Path(f.name).read_bytes() == b"".join(pieces)
