@@ -132,9 +132,15 @@ def _fast_send(original: Callable[..., None]) -> Callable[..., None]:
     return send_msg
 
 
+_send_installed = False
+
+
 def install() -> None:
-    """Route pynetdicom's command-set encoding through this module (once)."""
+    """Route pynetdicom's command-set encoding through this module (once; a hook installed
+    on ``send_msg`` since, such as ``--sleep-after``'s, stays in front of it)."""
+    global _send_installed
     if not hasattr(dimse_messages.encode, "pydicom"):
         dimse_messages.encode = _fast_encode(dimse_messages.encode)  # type: ignore[assignment]
-    if not hasattr(DIMSEServiceProvider.send_msg, "pydicom"):
+    if not _send_installed:
+        _send_installed = True
         DIMSEServiceProvider.send_msg = _fast_send(DIMSEServiceProvider.send_msg)  # type: ignore[method-assign]

@@ -17,9 +17,8 @@ from typing import Any, Callable
 
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.pdu_primitives import P_DATA
 
-from receiver.pynetdicom_fixes import abort_association, discard_partial
+from receiver.pynetdicom_fixes import abort_association, discard_partial, stop_receiving
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -35,7 +34,7 @@ def _expired(provider: DIMSEServiceProvider, message: Any) -> None:
     log.error("DIMSE failure (aborting association): %s", NO_DATA)
     provider.message = None
     discard_partial(message)
-    provider._storescp_aborted = True  # type: ignore[attr-defined] - later P-DATA is dropped
+    stop_receiving(provider)
     abort_association(provider.assoc)
 
 
@@ -88,17 +87,18 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
     assert _previous_receive is not None
     _previous_receive(self, primitive)
     timeout = getattr(self.assoc.ae, "storescp_dataset_timeout", None)
-    if not timeout or not isinstance(primitive, P_DATA):
+    if not timeout:
         return
-    if isinstance(self.message, C_STORE_RQ) and not getattr(self, "_storescp_aborted", False):
+    if isinstance(self.message, C_STORE_RQ):
         _watchdog.watch(self, self.message, timeout)
     else:
         _watchdog.forget(self)
 
 
-def install() -> None:
-    """Hook DIMSE receive once; the AE's ``storescp_dataset_timeout`` (seconds) turns it on."""
+def install(timeout: float | None) -> None:
+    """Hook DIMSE receive once if ``timeout`` (``-td``, seconds) is set: without ``-td`` no
+    P-DATA pays for the hook. The hook reads each AE's ``storescp_dataset_timeout``."""
     global _previous_receive
-    if _previous_receive is None:
+    if timeout and _previous_receive is None:
         _previous_receive = DIMSEServiceProvider.receive_primitive
         DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]

@@ -12,6 +12,11 @@ P-DATA-TF itself (it peeks at the PDU header first) and gives DIMSE the very
 primitive DT-2 would have given, through the same ``receive_primitive`` (so every
 hook on it still runs). Any other PDU, state or socket (TLS), and any PDU whose PDV
 items do not add up, takes pynetdicom's own path.
+
+While a message is incomplete, nothing waits in the DUL's queues (a primitive to send,
+an event such as an abort) and the next P-DATA-TF is already there, the DUL loop's next
+pass would only read that PDU: so it is read here at once, without the pass (two
+``select`` calls, an empty wake-up read and two empty-queue exceptions per PDU).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ LOGGER = logging.getLogger("pynetdicom.dul")
 
 _SKIPPED = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_FSM_TRANSITION)
 _original_read = DULServiceProvider._read_pdu_data
+_PEEK, _PEEK_NOW = int(socket.MSG_PEEK), int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # ints: no enum arithmetic per PDU
 
 
 def pdv_items(body: memoryview) -> list[tuple[int, bytes]] | None:
@@ -51,10 +57,10 @@ def plain_socket(provider: DULServiceProvider) -> socket.socket | None:
     return sock if type(sock) is socket.socket else None
 
 
-def _peek_pdata_length(sock: socket.socket) -> int | None:
+def _peek_pdata_length(sock: socket.socket, flags: int = _PEEK) -> int | None:
     """The length of the P-DATA-TF waiting on ``sock``, or None for anything else."""
     try:
-        head = sock.recv(6, socket.MSG_PEEK)
+        head = sock.recv(6, flags)
     except (OSError, TimeoutError):
         return None
     if len(head) < 6 or head[0] != 0x04:
@@ -62,9 +68,15 @@ def _peek_pdata_length(sock: socket.socket) -> int | None:
     return struct.unpack_from(">I", head, 2)[0]
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
+def _read_exactly(sock: socket.socket, size: int) -> bytes | bytearray | None:
+    """``size`` bytes from ``sock`` (None if it closes first). A PDU is usually there whole:
+    one ``recv`` then, into no zero-filled buffer; else the rest is read into one."""
+    first = sock.recv(size)
+    if len(first) == size or not first:
+        return first or None
     buffer = bytearray(size)
-    view, got = memoryview(buffer), 0
+    buffer[:len(first)] = first
+    view, got = memoryview(buffer), len(first)
     while got < size:
         n = sock.recv_into(view[got:], size - got)
         if not n:
@@ -73,37 +85,61 @@ def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
     return buffer
 
 
+def _direct(provider: DULServiceProvider, assoc: Any) -> bool:
+    """Data transfer (Sta6), no handler bound to the events the fast path skips."""
+    handlers = assoc._handlers  # what get_handlers() reads
+    return (provider.state_machine.current_state == "Sta6"
+            and not (handlers.get(_SKIPPED[0]) or handlers.get(_SKIPPED[1]) or handlers.get(_SKIPPED[2])))
+
+
+def _next_pdata(provider: DULServiceProvider, assoc: Any, sock: socket.socket) -> int | None:
+    """The length of the next P-DATA-TF if the DUL loop's next pass would only read it:
+    a message is incomplete, nothing is queued for the DUL, it is there already."""
+    if (assoc.dimse.message is None or provider.to_provider_queue.queue or provider.event_queue.queue
+            or provider._kill_thread or sock.gettimeout() or not _direct(provider, assoc)):
+        return None  # a socket timeout would make the non-blocking peek wait
+    provider._idle_timer.restart()  # as the loop does after each PDU read
+    return _peek_pdata_length(sock, _PEEK_NOW)
+
+
 def _read_pdu_data(self: DULServiceProvider) -> None:
     sock = plain_socket(self)
     assoc: Any = self.assoc
-    if (sock is None or self.state_machine.current_state != "Sta6"
-            or any(assoc.get_handlers(event) for event in _SKIPPED)):
+    if sock is None or not _direct(self, assoc):
         return _original_read(self)
     length = _peek_pdata_length(sock)
     if length is None:
         return _original_read(self)
+    while length is not None and _receive_pdata(self, assoc.dimse, sock, length):
+        length = _next_pdata(self, assoc, sock)
+    return None
+
+
+def _receive_pdata(provider: DULServiceProvider, dimse: Any, sock: socket.socket, length: int) -> bool:
+    """Read the P-DATA-TF of ``length`` waiting on ``sock`` and give its primitive to DIMSE;
+    False if it went to pynetdicom's path or the connection broke instead."""
     try:
         pdu = _read_exactly(sock, 6 + length)
     except (OSError, TimeoutError) as exc:
         LOGGER.error("Connection closed before the entire PDU was received")
         LOGGER.exception(exc)
-        self.event_queue.put("Evt17")
-        return None
-    items = pdv_items(memoryview(pdu)[6:]) if pdu is not None else None
+        provider.event_queue.put("Evt17")
+        return False
     if pdu is None:
         LOGGER.error("The received PDU is shorter than expected")
-        self.event_queue.put("Evt17")
-    elif items is None:  # malformed: let pynetdicom decode it (and refuse it) as it would
-        _feed_original(self, pdu)
-    else:
-        primitive = P_DATA()
-        primitive.presentation_data_value_list = []  # then filled, as pynetdicom's to_primitive() does
-        primitive.presentation_data_value_list.extend(items)
-        assoc.dimse.receive_primitive(primitive)  # what DT-2 does, Sta6 -> Sta6
-    return None
+        provider.event_queue.put("Evt17")
+        return False
+    items = pdv_items(memoryview(pdu)[6:])
+    if items is None:  # malformed: let pynetdicom decode it (and refuse it) as it would
+        _feed_original(provider, pdu)
+        return False
+    primitive = P_DATA()
+    primitive.presentation_data_value_list.extend(items)  # the list pynetdicom's to_primitive() fills
+    dimse.receive_primitive(primitive)  # what DT-2 does, Sta6 -> Sta6
+    return True
 
 
-def _feed_original(provider: DULServiceProvider, pdu: bytearray) -> None:
+def _feed_original(provider: DULServiceProvider, pdu: bytes | bytearray) -> None:
     """pynetdicom's handling of a complete PDU it has read (``_read_pdu_data``'s tail)."""
     try:
         decoded, event = provider._decode_pdu(pdu)

@@ -2,8 +2,9 @@
 
 The C-STORE handler is the receiver's hot path. It never decodes the data set: it
 checks the element structure and reads the two SOP UIDs (``spoolscp.rawdicom``),
-makes the file durable in the spool, commits its job row, enqueues a wake-up for the
-workers, and only then returns the status that pynetdicom sends back.
+makes the file durable in the spool (or, for a small object, stores its bytes with
+its job row), commits its job row, enqueues a wake-up for the workers, and only then
+returns the status that pynetdicom sends back.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class StoreHandler:
     """Everything the C-STORE handler needs, resolved once at start-up."""
 
     spool_dir: Path
+    spool_in_db_max: int  # objects up to this size are spooled in the job table
     jobs_db: jobs.JobDB
     enqueue: Callable[[int], None]
     output: dict[str, Any]  # the output options recorded with every job
@@ -150,23 +152,31 @@ class StoreHandler:
         if self.output.get("ignore"):
             return self.ignored(event.assoc)
         received = Path(event.dataset_path)
-        failure = diskfull.write_error(received)
+        data = self.held(req)
+        failure = diskfull.write_error(received) if data is None else None
         if failure is not None:
             log.error("cannot spool received object %s: %s", sop_instance, failure)
             return OUT_OF_RESOURCES
         try:
-            info = scan_spool(received)
+            info = scan_spool(received if data is None else data)
         except BrokenDataSet as exc:
             log.error("Store SCP Failed: broken data set refused, nothing stored: %s", exc)
             return CANNOT_UNDERSTAND
         return self.accept(received, info, sop_class, sop_instance, str(event.context.transfer_syntax),
-                           self.peer(event.assoc))[0]
+                           self.peer(event.assoc), data)[0]
+
+    def held(self, req: Any) -> bytes | None:
+        """A small object's bytes, still in memory, to spool in the job table (no file)."""
+        spooling = getattr(req, "_dataset_file", None)
+        return spooling.held(self.spool_in_db_max) if isinstance(spooling, diskfull.SpoolingFile) else None
 
     def accept(self, received: Path, info: SpoolInfo, sop_class: str, sop_instance: str,
-               transfer_syntax: str, peer: Peer) -> tuple[int, int | None]:
+               transfer_syntax: str, peer: Peer, data: bytes | None = None) -> tuple[int, int | None]:
         """Check, spool and record one complete object: its status, and its job (None: not stored).
 
-        The way in for C-STOREs and for the drop folder (``receiver.dropfolder``).
+        The object is the file ``received``, or ``data`` (its bytes, spooled in the job
+        table under ``received``'s name; no file exists). The way in for C-STOREs and for
+        the drop folder (``receiver.dropfolder``).
         """
         refused = self.sort_refusal(info)
         if refused is not None:
@@ -180,7 +190,7 @@ class StoreHandler:
             log.error("cannot write DICOM file: %s...: File name too long", sop_instance[:64])
             return OUT_OF_RESOURCES, None
         try:
-            spooled = spool.commit(received, self.spool_dir, self.folder_sync)
+            spooled = received.name if data is not None else spool.commit(received, self.spool_dir, self.folder_sync)
         except OSError as exc:
             log.error("cannot spool received object %s: %s", sop_instance, exc)
             return OUT_OF_RESOURCES, None
@@ -203,6 +213,7 @@ class StoreHandler:
                     "charset": _text(info.specific_character_set),
                     "options": self.output,
                 },
+                data,
             )
         except Exception as exc:  # noqa: BLE001 - any failure here means "not acknowledged"
             log.error("cannot record received object %s: %s", sop_instance, exc)

@@ -5,6 +5,10 @@ SOP Instance UID, for one) raises inside ``DIMSEMessage.decode_msg``. The except
 kills the association's reactor thread: the peer never gets a response or an abort
 and hangs until its own timeout. pynetdicom already answers an invalid *complete*
 message with Evt19 (A-ABORT); :func:`install` extends that to decoding errors.
+
+Once spoolscp itself aborts an association mid-transfer (``-td``, ``--abort-during``),
+:func:`stop_receiving` has its DIMSE provider drop every later P-DATA: an instance
+attribute that shadows ``receive_primitive``, so associations never aborted pay nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
 from receiver import (command_codec, command_decode, directsend, fastpdata, fastrecv, fastsetup, filemeta,
-                      primitive_uids, reactor_wakeups)
+                      fragmentwrite, primitive_uids, reactor_wakeups)
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -43,10 +47,21 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
         self.dul.event_queue.put("Evt19")
 
 
+def _drop(_primitive: Any) -> None:
+    """The DIMSE receive of an association spoolscp has aborted: the rest is read and dropped."""
+
+
+def stop_receiving(provider: DIMSEServiceProvider) -> None:
+    """Drop every later P-DATA of ``provider``'s association (both callers, pynetdicom's
+    DT-2 and :mod:`receiver.fastpdata`, look ``receive_primitive`` up on the instance)."""
+    provider.receive_primitive = _drop  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Install this fix and every speed patch of pynetdicom (each module says what it
-    changes); calling again is harmless."""
-    DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
+    changes); calling again is harmless, and keeps hooks installed on top of it since."""
+    if DIMSEServiceProvider.receive_primitive is _original_receive:
+        DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
     reactor_wakeups.install()
     command_codec.install()
     command_decode.install()
@@ -55,6 +70,7 @@ def install() -> None:
     filemeta.install()
     fastrecv.install()
     fastpdata.install()
+    fragmentwrite.install()
     directsend.install()
 
 

@@ -18,6 +18,20 @@ soon as there is work:
 A wait is capped (:data:`IDLE_WAIT`), so the timers the loops check on every pass
 (ARTIM, network idle) still fire, at most that much late. Sleeps elsewhere in the two
 modules, and in other threads, stay real sleeps.
+
+It also closes a hole in pynetdicom's own hand-shake between a thread that makes a
+request (``send_c_echo`` and the other ``send_*`` methods) and the association thread.
+The requester clears ``_reactor_checkpoint``, waits until the reactor says
+``_is_paused``, sends, blocks on the DIMSE queue for the answer and sets the checkpoint
+again. When the next request follows at once, the reactor, released by that ``set()``
+but not run yet, still says paused: the request goes out and, if its answer is queued
+before the reactor runs on, the reactor takes it as a request of its own and drops it
+("Received unexpected C-ECHO service message"); the requester waits out its DIMSE
+timeout. Here the reactor's look at the queue, which follows its ``_is_paused = False``,
+finds nothing while the checkpoint is clear. Each thread writes, then reads what the
+other writes, so one of them always sees the other: either the requester waits for the
+reactor to pause or the reactor leaves the answer alone. The receiver makes no such
+request; the tests' in-process pynetdicom SCUs do.
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ import time
 from types import CodeType
 from typing import Any, Callable
 
-from pynetdicom import association, dul, fsm
+from pynetdicom import association, dimse, dul, fsm
 
 IDLE_WAIT = 0.05  # longest wait of an idle reactor before it looks at its timers again
 
@@ -199,6 +213,19 @@ def _wrap_do_action(original: Callable[[fsm.StateMachine, str], None]) -> Callab
     return do_action
 
 
+def _wrap_get_msg(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The reactor's own look at the DIMSE queue (the only non-blocking one) finds
+    nothing while a ``send_*`` call has the reactor paused: the answer is the caller's."""
+
+    def get_msg(self: dimse.DIMSEServiceProvider, block: bool = False) -> Any:
+        assoc = self.assoc
+        if not block and threading.current_thread() is assoc and not assoc._reactor_checkpoint.is_set():
+            return None, None
+        return original(self, block)
+
+    return get_msg
+
+
 def _wake_assoc(provider: dul.DULServiceProvider) -> None:
     wake = getattr(provider.assoc, "_spool_wake", None)
     if wake is not None:
@@ -226,3 +253,4 @@ def install() -> None:
     D.kill_dul = _wrap_kill_dul(D.kill_dul)  # type: ignore[method-assign]
     A.kill = _wrap_kill(A.kill)  # type: ignore[method-assign]
     fsm.StateMachine.do_action = _wrap_do_action(fsm.StateMachine.do_action)  # type: ignore[method-assign]
+    dimse.DIMSEServiceProvider.get_msg = _wrap_get_msg(dimse.DIMSEServiceProvider.get_msg)  # type: ignore[method-assign]

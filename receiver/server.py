@@ -91,8 +91,6 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     pynetdicom_fixes.install()
     acceptor.install()
     connection.install()
-    testoptions.install()
-    datasettimeout.install()
     commands.install()
     _config.UNRESTRICTED_STORAGE_SERVICE = True  # a C-STORE is served on any accepted context (§2.6)
     # pynetdicom's own PDU/DIMSE log handlers run on every PDU; its log shows only with -d
@@ -114,6 +112,8 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     ae.acse_timeout = opts.acse_timeout
     ae.dimse_timeout = opts.dimse_timeout
     ae.storescp_dataset_timeout = opts.dimse_timeout  # -td: only while a data set arrives
+    testoptions.install(ae.storescp_tests)  # these two hook DIMSE only when their options are given
+    datasettimeout.install(ae.storescp_dataset_timeout)
     # -ts drops an idle association, except with -tos, whose polling never lets it expire
     idle_limit = opts.socket_timeout > 0 and opts.eostudy_timeout is None
     ae.network_timeout = opts.socket_timeout if idle_limit else None
@@ -159,6 +159,7 @@ def receive(opts: StorescpOptions, settings: Settings, enqueue: Any, rules: Rule
     wake = BackgroundEnqueue(enqueue)
     store = handlers.StoreHandler(
         spool_dir=settings.spool_dir,
+        spool_in_db_max=settings.spool_in_db_max,
         jobs_db=db,
         enqueue=wake,
         output=output_options(opts),

@@ -25,7 +25,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from receiver.pynetdicom_fixes import abort_association, discard_partial
+from receiver.pynetdicom_fixes import abort_association, discard_partial, stop_receiving
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -67,7 +67,7 @@ def _abort_during(provider: DIMSEServiceProvider) -> None:
     _log_abort(READ_PDV_FAILED)
     message, provider.message = provider.message, None
     discard_partial(message)
-    provider._storescp_aborted = True  # type: ignore[attr-defined] - later P-DATA is dropped
+    stop_receiving(provider)
     threading.Thread(target=abort_association, args=(provider.assoc,), daemon=True).start()
 
 
@@ -87,8 +87,6 @@ _previous_send: Callable[..., None] | None = None
 
 def _receive_primitive(self: DIMSEServiceProvider, primitive: Any) -> None:
     tests = _options(self)
-    if getattr(self, "_storescp_aborted", False):
-        return None
     if tests and isinstance(primitive, P_DATA) and isinstance(self.message, C_STORE_RQ):
         pdvs = _data_pdvs(primitive)
         if pdvs and tests.abort_during:
@@ -108,13 +106,17 @@ def _send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int) -> No
         time.sleep(tests.sleep_after)
 
 
-def install() -> None:
-    """Hook DIMSE receive/send once (on top of :mod:`receiver.pynetdicom_fixes`)."""
+def install(tests: TestOptions) -> None:
+    """Hook what ``tests`` needs, each hook once (on top of :mod:`receiver.pynetdicom_fixes`):
+    DIMSE receive for the options acting while a data set arrives, send for ``--sleep-after``.
+    Without test options neither hook runs, so no P-DATA pays for them. A hook installed
+    for one AE checks the options of each association's own AE."""
     global _previous_receive, _previous_send
-    if _previous_receive is None:
+    if (tests.sleep_during or tests.abort_during) and _previous_receive is None:
         _previous_receive = DIMSEServiceProvider.receive_primitive
-        _previous_send = DIMSEServiceProvider.send_msg
         DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
+    if tests.sleep_after and _previous_send is None:
+        _previous_send = DIMSEServiceProvider.send_msg
         DIMSEServiceProvider.send_msg = _send_msg  # type: ignore[method-assign]
 
 

@@ -100,6 +100,16 @@ def m003_outputs(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS outputs (path TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
 
 
+@migrations()
+def m004_spool_data(db: sqlite_utils.Database) -> None:
+    """Small objects' spool files, held in the job table instead of the spool folder.
+
+    One row per ``store`` job whose ``spool`` name is here (``spoolscp.spool``): inserted
+    in the transaction that records the job, deleted in the one that marks it done.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS spool_data (name TEXT PRIMARY KEY, data BLOB NOT NULL)")
+
+
 @dataclass(frozen=True)
 class Job:
     """One row of the job table, with its options decoded."""
@@ -157,6 +167,8 @@ class JobDB:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
         with _schema_lock(path):
+            # Before the first table (a no-op afterwards): lets reclaim_space shrink the file.
+            self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             migrations.apply(sqlite_utils.Database(self.conn))
         # Without WAL (a file system that refuses it) transactions stay synchronous=FULL.
@@ -312,6 +324,17 @@ def insert(c: sqlite3.Connection, row: dict[str, Any]) -> int:
     return int(c.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", tuple(row.values())).lastrowid)
 
 
+def insert_spool_data(c: sqlite3.Connection, name: str, data: bytes | bytearray) -> None:
+    """Hold a small object's spool file ``name`` in the table, inside the caller's transaction."""
+    c.execute("INSERT INTO spool_data (name, data) VALUES (?, ?)", (name, data))
+
+
+def spool_data(db: JobDB, name: str) -> bytes | None:
+    """The bytes of spool file ``name`` if the table holds it (None: it is in the spool folder)."""
+    found = db.execute("SELECT data FROM spool_data WHERE name = ?", (name,))
+    return found[0][0] if found else None
+
+
 def record_received(db: JobDB, fields: dict[str, Any]) -> int:
     """Insert a received object as ``queued`` and return its sequence number.
 
@@ -423,13 +446,18 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0,
     return job_from_row(fields, state="running", attempts=fields[_COLUMN["attempts"]] + 1)
 
 
-def mark_done(db: JobDB, seq: int, note: str | None = None) -> None:
-    """Finished: ``note`` says why a step had nothing to do (kept in ``error``)."""
-    db.write(
-        "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
-        " WHERE seq=?",
-        (note, time.time(), seq),
-    )
+def mark_done(db: JobDB, seq: int, note: str | None = None, spool: str | None = None) -> None:
+    """Finished: ``note`` says why a step had nothing to do (kept in ``error``). The spool
+    data ``spool`` held in the table, if any, goes in the same commit: never before its
+    job is done, never left behind once it is."""
+    with db.transaction() as c:
+        c.execute(
+            "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
+            " WHERE seq=?",
+            (note, time.time(), seq),
+        )
+        if spool is not None:
+            c.execute("DELETE FROM spool_data WHERE name = ?", (spool,))
 
 
 def mark_error(db: JobDB, seq: int, error: str, final: bool) -> None:
@@ -586,6 +614,35 @@ def purge_done(db: JobDB, older_than: float) -> list[int]:
         c.execute("DELETE FROM outputs WHERE seq NOT IN (SELECT seq FROM jobs) AND seq <"
                   " (SELECT coalesce(min(seq), 1 << 62) FROM jobs WHERE kind = 'store' AND state != 'done')")
     return [s for s, kind in found if kind != "assoc_end"]
+
+
+RECLAIM_ABOVE = 2560  # free pages (10 MB) jobs.db may keep for the next objects
+RECLAIM_STEP = 2560  # pages given back per transaction
+
+
+def reclaim_space(db: JobDB, above: int = RECLAIM_ABOVE, step: int = RECLAIM_STEP) -> int:
+    """Give the space of finished small objects back to the file system; return the pages.
+
+    Their bytes stay in ``spool_data`` until their job is done, so a backlog (workers
+    stopped, a burst) grows jobs.db, and SQLite reuses freed pages but never shrinks the
+    file. The reconciler calls this: ``incremental_vacuum`` frees ``step`` pages at a
+    time, each step its own short transaction, so a receiver's commit waits one step at
+    most. A jobs.db created before spool_data (no ``auto_vacuum``) is left as it is.
+
+    >>> reclaim_space(db)                               # doctest: +SKIP
+    7350
+    """
+    if db.execute("PRAGMA auto_vacuum")[0][0] != 2:  # 2 = INCREMENTAL
+        return 0
+    freed, free = 0, db.execute("PRAGMA freelist_count")[0][0]
+    while free > above:
+        with db.lock:  # executescript: a pragma run to completion, in its own transaction
+            db.when_free(lambda: db.conn.executescript(f"PRAGMA incremental_vacuum({int(step)})"))
+        left = db.execute("PRAGMA freelist_count")[0][0]
+        if left >= free:
+            break
+        freed, free = freed + free - left, left
+    return freed
 
 
 def spool_states(db: JobDB) -> dict[str, str]:

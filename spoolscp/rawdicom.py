@@ -537,14 +537,15 @@ class Spool:
     """An open spool file: the data set is ``data[start:end]`` encoded as *syntax*.
 
     For a deflated data set, *data* is an inflated copy (in a temporary file) and *syntax*
-    is explicit VR little endian; *raw* always maps the spool file itself.
+    is explicit VR little endian; *raw* is always the spool file's own bytes (mapped, read,
+    or as the job table holds them).
     """
 
-    raw: mmap.mmap | bytes
+    raw: mmap.mmap | bytes | bytearray
     meta: dict[int, bytes]
     dataset_offset: int
     transfer_syntax: str
-    data: mmap.mmap | bytes
+    data: mmap.mmap | bytes | bytearray
     start: int
     end: int
     syntax: Syntax
@@ -623,15 +624,32 @@ def _inflate(buf, start: int, end: int, directory: str):
     return out
 
 
+SpoolSource = str | os.PathLike | bytes | bytearray
+"""A spool file's path, or the same bytes held in the job table (``spoolscp.spool``)."""
+
+
 @contextmanager
-def open_spool(path: str | os.PathLike, inflate: bool = True) -> Iterator[Spool]:
+def _raw(source: SpoolSource) -> Iterator[mmap.mmap | bytes | bytearray]:
+    """The bytes of a spool file (mapped or read, ``_map``), or the bytes themselves."""
+    if isinstance(source, (bytes, bytearray)):
+        yield source
+        return
+    with open(source, "rb") as fileobj:
+        raw = _map(fileobj)
+        try:
+            yield raw
+        finally:
+            _unmap(raw)
+
+
+@contextmanager
+def open_spool(source: SpoolSource, inflate: bool = True) -> Iterator[Spool]:
     """Map a spool file (inflating a deflated data set) for the duration of the block.
 
-    ``inflate=False`` is for readers of the raw bytes only (``+B``): *data* is then the
-    deflated stream as received.
+    ``source`` is the file's path or its bytes. ``inflate=False`` is for readers of the
+    raw bytes only (``+B``): *data* is then the deflated stream as received.
     """
-    with open(path, "rb") as fileobj:
-        raw = _map(fileobj)
+    with _raw(source) as raw:
         inflated = None
         try:
             meta, offset = _read_meta(raw)
@@ -639,7 +657,8 @@ def open_spool(path: str | os.PathLike, inflate: bool = True) -> Iterator[Spool]
             syntax = syntax_for(uid)
             data, start, end = raw, offset, len(raw)
             if syntax.deflated and inflate:
-                inflated = _inflate(raw, offset, len(raw), os.path.dirname(os.fspath(path)))
+                folder = "" if isinstance(source, (bytes, bytearray)) else os.path.dirname(os.fspath(source))
+                inflated = _inflate(raw, offset, len(raw), folder)
                 data, start = _map(inflated), 0
                 end = len(data)
                 syntax = syntax_for(EXPLICIT_LE)
@@ -649,7 +668,6 @@ def open_spool(path: str | os.PathLike, inflate: bool = True) -> Iterator[Spool]
                 if data is not raw:
                     _unmap(data)
                 inflated.close()
-            _unmap(raw)
 
 
 def _unmap(buf) -> None:
@@ -703,13 +721,14 @@ def _uid_text(value: bytes | None) -> str | None:
     return normalize_string(value, "UI").split(b"\0", 1)[0].decode("ascii", "replace")
 
 
-def scan_spool(path: str | os.PathLike, convert_un: bool = False) -> SpoolInfo:
-    """Validate the whole element structure of a spool file and return its key values.
+def scan_spool(source: SpoolSource, convert_un: bool = False) -> SpoolInfo:
+    """Validate the whole element structure of a spool file (path or bytes) and return its
+    key values.
 
     Values are skipped, not read, so this costs a few microseconds per element; a deflated
     data set is inflated to a temporary file first.
     """
-    with open_spool(path) as spool:
+    with open_spool(source) as spool:
         nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, convert_un)
         buf = spool.data
         return SpoolInfo(

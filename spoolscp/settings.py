@@ -30,6 +30,7 @@ class Settings:
     """Everything the receiver and the workers need besides storescp's own options."""
 
     state_dir: Path = Path(DEFAULT_STATE_DIR).expanduser()
+    spool_in_db_max: int = 64 * 1024  # bytes; objects up to this are spooled inside jobs.db
     bind: str = ""  # "" listens on all interfaces, like DCMTK
     max_associations: int = 64
     shutdown_timeout: float = 30.0
@@ -71,6 +72,7 @@ class Settings:
 # pipeline.toml key -> Settings field
 _TOML_KEYS: dict[tuple[str, str], str] = {
     ("state", "dir"): "state_dir",
+    ("state", "spool_in_db_max"): "spool_in_db_max",
     ("receiver", "bind"): "bind",
     ("receiver", "max_associations"): "max_associations",
     ("receiver", "shutdown_timeout"): "shutdown_timeout",

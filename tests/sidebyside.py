@@ -383,15 +383,19 @@ def _launch(name: str, kind: ServerKind, version: str, argv: list[str], workdir:
     return server
 
 
-def write_spoolscp_config(workdir: Path, workers: int = 2, extra: str = "") -> Path:
+def write_spoolscp_config(workdir: Path, workers: int = 2, extra: str = "",
+                          spool_in_db_max: int | None = None) -> Path:
     """One TOML per server: its own state folder, loopback only.
 
     ``extra`` is appended right after ``[workers]``: keys before its first header go into
     ``[workers]`` (e.g. ``lease_seconds``), then further sections (``[retry]`` ...).
+    ``spool_in_db_max=0`` spools every object as a file (the default holds small ones in
+    jobs.db).
     """
     config = workdir / "spoolscp.toml"
+    spool_limit = "" if spool_in_db_max is None else f"spool_in_db_max = {spool_in_db_max}\n"
     config.write_text(
-        f'[state]\ndir = "{workdir / "state"}"\n\n'
+        f'[state]\ndir = "{workdir / "state"}"\n{spool_limit}\n'
         f'[receiver]\nbind = "{HOST}"\n\n'
         f"[workers]\ncount = {workers}\n\n{extra}"
     )
@@ -401,12 +405,14 @@ def write_spoolscp_config(workdir: Path, workers: int = 2, extra: str = "") -> P
 @contextlib.contextmanager
 def scp_server(kind: ServerKind, options: Sequence[str], workdir: Path,
                name: str | None = None, workers: int = 2,
-               receiver_only: bool = False, extra_config: str = "") -> Iterator[ServerProcess]:
+               receiver_only: bool = False, extra_config: str = "",
+               spool_in_db_max: int | None = None) -> Iterator[ServerProcess]:
     """Run DCMTK storescp or spoolscp with ``options`` on an ephemeral port until exit.
 
     ``options`` are storescp options without ``-od`` and port; the harness adds both.
     ``receiver_only`` runs ``spoolscp receiver`` (no workers; see :func:`worker_process`).
-    ``extra_config`` is appended to spoolscp's TOML (e.g. a ``[retry]`` or ``[dropfolder]``).
+    ``extra_config`` is appended to spoolscp's TOML (e.g. a ``[retry]`` or ``[dropfolder]``);
+    ``spool_in_db_max`` goes into its ``[state]``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -415,7 +421,7 @@ def scp_server(kind: ServerKind, options: Sequence[str], workdir: Path,
         server = _launch(name or kind, kind, dcmtk_version(), [DCMTK_STORESCP, *tail],
                          workdir, port, None)
     else:
-        config = write_spoolscp_config(workdir, workers, extra_config)
+        config = write_spoolscp_config(workdir, workers, extra_config, spool_in_db_max)
         command = [SPOOLSCP, "receiver"] if receiver_only else [SPOOLSCP]
         server = _launch(name or kind, kind, TARGET_VERSION,
                          [*command, "--config", str(config), *tail], workdir, port, config)

@@ -8,7 +8,7 @@ worker runs undisturbed, ``spoolscp queue recover`` sweeps what the kills left, 
 
 * every object is acknowledged and its output file exists exactly once;
 * each output file is byte-identical to the one a clean run (same senders, no kills) wrote;
-* no spool file is left, no job is running or failed.
+* no spool file (nor spool data in the job table) is left, no job is running or failed.
 
 ``scripts/crash/run`` runs the same test with 1,000 objects (``CRASH_OBJECTS``).
 """
@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -226,6 +227,8 @@ def test_sigkilled_workers_and_receiver_lose_nothing_and_duplicate_nothing(tmp_p
     resent = sum(s.resent for s in senders)
     spool = again.workdir / "state" / "spool"
     leftovers = [p.name for p in spool.iterdir() if p.is_file()] + [p.name for p in (spool / "incoming").iterdir()]
+    with contextlib.closing(sqlite3.connect(workdir / "state" / "jobs.db")) as db:  # small objects' spool
+        leftovers += [name for (name,) in db.execute("SELECT name FROM spool_data")]
     identical = sum(got.get(name) == data for name, data in expected.items())
     print(f"\ncrash test: {OBJECTS} objects, {SENDERS} senders, clean run {clean_seconds:.1f}s; "
           f"{killer.kills} worker SIGKILLs ({done_by_killed_workers} jobs done by killed workers, "

@@ -4,8 +4,11 @@ compared with DCMTK in tests/test_negotiation.py (test_dimse_timeout_applies_to_
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from receiver.datasettimeout import Watchdog
@@ -37,3 +40,35 @@ def test_a_completed_data_set_never_expires_and_deadlines_expire_in_order() -> N
         time.sleep(0.05)
     time.sleep(0.2)
     assert expired == ["first", "second"]
+
+
+HOOKS = """
+from pynetdicom.dimse import DIMSEServiceProvider as D
+from receiver import datasettimeout, pynetdicom_fixes, testoptions
+from receiver.options import parse_args
+from receiver.server import build_ae
+
+def hooks():
+    return D.receive_primitive.__module__, D.send_msg.__module__
+
+print(hooks())
+build_ae(parse_args(["11112"]))
+print(hooks())
+build_ae(parse_args(["--sleep-after", "1", "11112"]))
+print(hooks())
+build_ae(parse_args(["-td", "5", "--abort-during", "11112"]))
+print(hooks())
+build_ae(parse_args(["11112"]))
+print(hooks())
+"""
+
+
+def test_receive_and_send_hooks_are_installed_only_for_their_options() -> None:
+    """Without -td and test options no P-DATA runs more than the exception guard; each
+    option adds its hook once, and a later AE without options keeps them (they check it)."""
+    out = subprocess.run([sys.executable, "-c", HOOKS], capture_output=True, text=True, timeout=60, check=True,
+                         cwd=Path(__file__).parent.parent).stdout.split("\n")
+    fixes, tests, timeout = "'receiver.pynetdicom_fixes'", "'receiver.testoptions'", "'receiver.datasettimeout'"
+    assert out[0].startswith("('pynetdicom.dimse'")
+    sent = out[1].split(", ")[1]
+    assert out[1:5] == [f"({fixes}, {sent}", f"({fixes}, {tests})", f"({timeout}, {tests})", f"({timeout}, {tests})"]

@@ -16,10 +16,11 @@ from pynetdicom.pdu_primitives import A_RELEASE, P_DATA
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket
 
-from receiver import directsend
+from receiver import directsend, reactor_wakeups
 from tests.sidebyside import HOST, free_port
 
 directsend.install()
+reactor_wakeups.install()  # the SCU below is pynetdicom's: unpatched, its reactor may take an answer
 
 
 def pdata(payload: bytes) -> P_DATA:
@@ -124,7 +125,7 @@ def _serve_echoes(handlers: list[tuple]) -> list[tuple[bool, int]]:
         scu.add_requested_context(Verification)
         assoc = scu.associate(HOST, port)
         assert assoc.is_established
-        assert [assoc.send_c_echo().Status for _ in range(10)] == [0] * 10
+        assert [assoc.send_c_echo().get("Status") for _ in range(10)] == [0] * 10
         assoc.release()
     finally:
         AssociationSocket.send = original  # type: ignore[method-assign]

@@ -2,8 +2,11 @@
 
 * the spool's file system fills up while objects arrive: 0xA700 for what does not fit,
   everything acknowledged is written, and the refused objects go through once space is back;
+* the state folder's file system is full (small objects are spooled in jobs.db there):
+  0xA700, and the receiver stores again once space is back;
 * the output's file system is full: the job is retried (``scheduled``, with the error),
-  its spool file stays intact, and the output appears once space is back;
+  its spool file (or its bytes in jobs.db) stays intact, and the output appears once
+  space is back;
 * a corrupt or truncated spool file: the job fails once with a clear error, the worker
   keeps serving;
 * an ``-xcr`` command that fails twice then succeeds ends ``done``; one that always fails
@@ -40,6 +43,7 @@ from sidebyside import (
     wait_until,
     worker_process,
 )
+from spoolscp import jobs
 from spoolscp.rawdicom import scan_spool
 from spoolscp.settings import load_settings
 
@@ -104,7 +108,7 @@ def test_disk_full_while_spooling_answers_a700_and_loses_nothing(tmp_path: Path)
     paths = ct_objects(tmp_path / "objects", 12)
     workdir = tmp_path / "spoolscp"
     with tmpfs(workdir / "state" / "spool", "200k"), \
-            scp_server("spoolscp", [], workdir, receiver_only=True) as receiver:
+            scp_server("spoolscp", [], workdir, receiver_only=True, spool_in_db_max=0) as receiver:
         statuses = send_dcmtk(receiver.port, part10_inputs(paths), tmp_path / "send.log")
         acknowledged = [p for p, s in zip(paths, statuses) if s == SUCCESS]
         refused = [p for p, s in zip(paths, statuses) if s == "0xA700"]
@@ -127,34 +131,75 @@ def test_disk_full_while_spooling_answers_a700_and_loses_nothing(tmp_path: Path)
     assert tree(receiver.outdir) == dcmtk_tree(paths, tmp_path / "dcmtk")
 
 
-def test_disk_full_while_writing_output_keeps_the_job_retryable_and_its_spool_file(tmp_path: Path) -> None:
+def spooled_bytes(workdir: Path, name: str) -> bytes | None:
+    """A job's spool file, from the spool folder or from the job table; None: neither has it."""
+    path = workdir / "state" / "spool" / name
+    if path.exists():
+        return path.read_bytes()
+    db = jobs.JobDB(workdir / "state" / "jobs.db")
+    try:
+        return jobs.spool_data(db, name)
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("spool_in_db_max", [0, None], ids=["spool-file", "spool-in-db"])
+def test_disk_full_while_writing_output_keeps_the_job_retryable_and_its_spool_file(
+        tmp_path: Path, spool_in_db_max: int | None) -> None:
     [source] = ct_objects(tmp_path / "objects", 1)
     workdir = tmp_path / "spoolscp"
     with tmpfs(workdir / "out", "128k") as out:
         filler = out / "filler"
         filler.write_bytes(b"\0" * 120 * 1024)  # a few kB left: the 39 kB output cannot fit
-        with scp_server("spoolscp", [], workdir, extra_config=MANY_RETRIES) as server:
+        with scp_server("spoolscp", [], workdir, extra_config=MANY_RETRIES, spool_in_db_max=spool_in_db_max) as server:
             assert send_dcmtk(server.port, part10_inputs([source]), tmp_path / "send.log") == [SUCCESS]
             [job] = wait_until(lambda: [j for j in jobs_json(server.config)
                                         if j["attempts"] >= 2 and j["error"]], 60, "no retried job")
             print("output disk full:", {k: job[k] for k in ("state", "attempts", "error")})
             assert job["state"] in ("scheduled", "running") and "No space left on device" in job["error"]
-            spooled = workdir / "state" / "spool" / job["spool"]
+            spooled = spooled_bytes(workdir, job["spool"])
+            assert spooled is not None
+            assert (workdir / "state" / "spool" / job["spool"]).exists() == (spool_in_db_max == 0)
             # intact: the data set as sent (storescu leaves out the source's trailing padding)
-            sent, original = dataset_bytes(spooled), dataset_bytes(source)
+            sent, original = split_meta(spooled)[1], dataset_bytes(source)
             assert original.startswith(sent) and original[len(sent):].startswith(b"\xfc\xff\xfc\xff")
             assert scan_spool(spooled).sop_instance_uid == dcmread(source).SOPInstanceUID
             assert sorted(p.name for p in out.iterdir()) == ["filler"]  # no partial output left
             filler.unlink()
             stats = wait_output_complete(server, timeout=60)
             assert (stats["done"], stats["failed"]) == (1, 0)
-            assert not spooled.exists()
+            assert spooled_bytes(workdir, job["spool"]) is None
         assert tree(out) == dcmtk_tree([source], tmp_path / "dcmtk")
+
+
+def test_a_full_state_disk_refuses_small_objects_with_a700_and_recovers(tmp_path: Path) -> None:
+    """Small objects are spooled in jobs.db: when its disk is full they are refused, nothing
+    acknowledged is lost, and the receiver stores again once space is back."""
+    paths = ct_objects(tmp_path / "objects", 6)
+    workdir = tmp_path / "spoolscp"
+    with tmpfs(workdir / "state", "2m") as state, \
+            scp_server("spoolscp", [], workdir, receiver_only=True) as receiver:
+        assert send_dcmtk(receiver.port, part10_inputs(paths[:1]), tmp_path / "send1.log") == [SUCCESS]
+        filler = state / "filler"
+        with contextlib.suppress(OSError), filler.open("wb", buffering=0) as f:
+            while True:  # until the disk is full
+                f.write(b"\0" * 4096)
+        refused = send_dcmtk(receiver.port, part10_inputs(paths[1:]), tmp_path / "send2.log")
+        print("state disk full:", refused)
+        assert refused == ["0xA700"] * 5
+        assert "cannot record received object" in receiver.stderr_text()
+        filler.unlink()
+        assert send_dcmtk(receiver.port, part10_inputs(paths[1:]), tmp_path / "send3.log") == [SUCCESS] * 5
+        with worker_process(receiver.config, workdir):
+            stats = wait_output_complete(receiver, timeout=120)
+        assert (stats["done"], stats["failed"]) == (6, 0)
+        assert list((state / "spool").glob("*.dcm")) == []  # small objects never became files
+    assert tree(receiver.outdir) == dcmtk_tree(paths, tmp_path / "dcmtk")
 
 
 def test_a_corrupt_or_truncated_spool_file_fails_once_with_a_clear_error(tmp_path: Path) -> None:
     paths = ct_objects(tmp_path / "objects", 4)
-    with scp_server("spoolscp", [], tmp_path / "spoolscp", receiver_only=True) as receiver:
+    with scp_server("spoolscp", [], tmp_path / "spoolscp", receiver_only=True, spool_in_db_max=0) as receiver:
         assert send_dcmtk(receiver.port, part10_inputs(paths[:3]), tmp_path / "send.log") == [SUCCESS] * 3
         truncated, corrupt, good = jobs_json(receiver.config)
         spool = receiver.workdir / "state" / "spool"

@@ -1,8 +1,11 @@
-"""The job table's life cycle: claims make duplicated messages harmless."""
+"""The job table's life cycle: claims make duplicated messages harmless; the space of
+finished small objects goes back to the file system."""
 
 import os
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +89,40 @@ def test_a_failing_move_records_nothing(db, tmp_path):
     with pytest.raises(OSError):
         jobs.publish(db, 9, tmp_path / "x", fail)
     assert jobs.publish(db, 3, tmp_path / "x", lambda: None)  # 9 never held it
+
+
+def test_reclaim_space_shrinks_jobs_db_once_small_objects_are_done(tmp_path: Path) -> None:
+    """A backlog of small objects held in the table is given back once they are done."""
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    seqs = []
+    for i in range(300):
+        with db.transaction() as c:
+            jobs.insert_spool_data(c, f"{i}.dcm", os.urandom(100_000))
+            seqs.append(jobs.insert(c, {"kind": "store", "state": "queued", "spool": f"{i}.dcm",
+                                        "received_at": 0.0}))
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    full = (tmp_path / "jobs.db").stat().st_size
+    for i, seq in enumerate(seqs):
+        jobs.mark_done(db, seq, spool=f"{i}.dcm")
+    assert db.execute("SELECT count(*) FROM spool_data") == [(0,)]
+    freed = jobs.reclaim_space(db)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shrunk = (tmp_path / "jobs.db").stat().st_size
+    print(f"jobs.db {full} -> {shrunk} bytes, {freed} pages freed")
+    assert freed > 0 and db.execute("PRAGMA freelist_count")[0][0] <= jobs.RECLAIM_ABOVE
+    assert shrunk < full - 15_000_000  # 30 MB of spool data, at most 10 MB kept free
+    assert jobs.reclaim_space(db) == 0  # nothing more to give back
+
+
+def test_reclaim_space_leaves_a_jobs_db_without_auto_vacuum_alone(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    sqlite3.connect(path).execute("CREATE TABLE early (x)").connection.close()  # made before auto_vacuum
+    db = jobs.JobDB(path)
+    with db.transaction() as c:
+        jobs.insert_spool_data(c, "a.dcm", os.urandom(20_000_000))
+    db.write("DELETE FROM spool_data")
+    assert db.execute("PRAGMA auto_vacuum") == [(0,)]
+    assert jobs.reclaim_space(db) == 0
 
 
 def test_a_claim_places_an_unplaced_row_first_and_syncs_that(db, monkeypatch):

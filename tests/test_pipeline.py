@@ -8,8 +8,10 @@ the files that appear in ``-od``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -66,13 +68,25 @@ def test_receiver_acknowledges_without_workers_and_a_later_worker_writes_everyth
         print("before any worker:", waiting)
         assert waiting["received"] == waiting["pending"] == len(files)
         assert list(receiver.outdir.iterdir()) == []
+        spool = receiver.workdir / "state" / "spool"
+        # up to 64 KB as received (file meta included) in jobs.db, larger ones as spool files
+        file_sizes = [p.stat().st_size for p in spool.glob("*.dcm")]
+        held_sizes = list(spool_data(receiver).values())
+        assert file_sizes and held_sizes and len(file_sizes) + len(held_sizes) == len(files)
+        assert min(file_sizes) > 64 * 1024 >= max(held_sizes)
 
         with worker_process(receiver.config, receiver.workdir):
             done = wait_output_complete(receiver, timeout=120)
         print("after the worker ran:", done)
         assert done["done"] == len(files) and done["failed"] == 0
-        assert list((receiver.workdir / "state" / "spool").glob("*.dcm")) == []
+        assert list(spool.glob("*.dcm")) == [] and spool_data(receiver) == {}
     assert tree(receiver.outdir) == tree(reference.outdir)
+
+
+def spool_data(server) -> dict[str, int]:
+    """Name -> size of the spool files the job table holds (small objects)."""
+    with contextlib.closing(sqlite3.connect(server.workdir / "state" / "jobs.db")) as db:
+        return dict(db.execute("SELECT name, length(data) FROM spool_data"))
 
 
 def big_ct(path: Path, megabytes: int) -> Path:

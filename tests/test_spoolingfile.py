@@ -3,8 +3,9 @@
 pynetdicom writes a data set into it fragment by fragment, flushing after every PDU;
 what ends up in the file must be exactly what was written, whatever the fragment sizes,
 with a write-behind only for complete chunks. Names must never collide, also between
-processes writing into one ``incoming/`` folder (``--fork``). ``scan_spool`` reads a
-small file instead of mapping it: both ways must give the same result.
+processes writing into one ``incoming/`` folder (``--fork``). A small object is handed
+over whole and never becomes a file. ``scan_spool`` reads a small file instead of
+mapping it, or takes the bytes themselves: every way must give the same result.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def test_a_taken_name_is_skipped(incoming: Path, monkeypatch) -> None:
 def test_a_write_error_is_remembered_the_file_emptied_and_the_rest_swallowed(incoming: Path, monkeypatch) -> None:
     f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")
     f.write(b"x" * 100)
-    monkeypatch.setattr(diskfull.os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left")))
+    monkeypatch.setattr(diskfull.os, "writev", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left")))
     f.write(b"y" * 100)
     error = diskfull.write_error(f.name)
     assert isinstance(error, OSError) and error.errno == 28
@@ -109,9 +110,9 @@ def spool_files() -> list[str]:
     return [get_testdata_file(name) for name in names]  # all shipped with pydicom: no download
 
 
-def scan(path: str):
+def scan(source):
     try:
-        return scan_spool(path)
+        return scan_spool(source)
     except BrokenDataSet as exc:
         return f"BrokenDataSet: {exc}"
 
@@ -125,15 +126,78 @@ def test_reading_a_small_file_scans_like_mapping_it(tmp_path: Path, monkeypatch)
     mapped = [scan(f) for f in files]
     monkeypatch.setattr(rawdicom, "READ_BELOW", 1 << 30)
     read = [scan(f) for f in files]
-    assert read == mapped
+    held = [scan(bytearray(Path(f).read_bytes())) for f in files]
+    assert read == mapped == held
     assert sum(isinstance(r, str) for r in read) < len(read) - 5  # most files are valid, some are not
     assert any(isinstance(r, rawdicom.SpoolInfo) and r.transfer_syntax == rawdicom.DEFLATED_LE for r in read)
 
 
-def test_a_file_that_cannot_be_created_raises_where_pynetdicom_creates_it(tmp_path: Path, monkeypatch) -> None:
+def test_a_file_that_cannot_be_created_is_a_write_error_and_leaves_nothing_to_close(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
     unraisable: list = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
-    with pytest.raises(FileNotFoundError):
-        diskfull.SpoolingFile(dir=str(tmp_path / "gone"), delete=False, mode="wb", suffix=".dcm")
+    f = diskfull.SpoolingFile(dir=str(tmp_path / "gone"), delete=False, mode="wb", suffix=".dcm")
+    f.write(b"x" * 100)
+    assert isinstance(diskfull.write_error(f.name), FileNotFoundError)  # the handler answers 0xA700
+    f.close()
+    del f
     gc.collect()
     assert unraisable == []  # and its finaliser has nothing to close
+
+
+@pytest.mark.parametrize("size", [0, 2000, writebehind.CHUNK - 1])
+def test_a_small_object_is_handed_over_whole_and_never_becomes_a_file(incoming: Path, size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")
+    for at in range(0, size, 16378):  # pynetdicom's fragments of a 16 KB PDU
+        f.write(data[at:at + 16378])
+        f.file.flush()
+    assert f.held(size - 1 if size else -1) is None  # larger than the limit: not handed over
+    assert f.held(size) == data
+    f.close()
+    assert list(incoming.iterdir()) == []
+
+
+def test_an_object_already_partly_on_disk_is_not_handed_over(incoming: Path) -> None:
+    size = writebehind.CHUNK + 10
+    f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")
+    f.write(bytes(size))
+    f.file.flush()  # a whole chunk: written to the file at once
+    assert f.held(1 << 30) is None
+    assert diskfull.write_error(f.name) is None
+    f.close()
+    assert Path(f.name).stat().st_size == size
+
+
+def test_an_object_nobody_asked_for_never_reaches_the_disk(incoming: Path) -> None:
+    f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")  # --ignore, or a refused object
+    f.write(b"x" * 5000)
+    f.file.flush()
+    f.close()
+    assert list(incoming.iterdir()) == []
+
+
+def test_fragments_are_kept_without_a_copy_but_mutable_buffers_are_copied(incoming: Path) -> None:
+    f = diskfull.SpoolingFile(delete=False, mode="wb", suffix=".dcm")
+    reused = bytearray(b"a" * 10)
+    f.write(reused)
+    reused[:] = b"b" * 10  # pynetdicom never reuses a buffer, but a caller might
+    f.write(memoryview(bytearray(b"c" * 5)))
+    f.write(memoryview(b"0123456789")[2:])
+    f.write(b"")
+    assert f.held(1 << 20) == b"a" * 10 + b"c" * 5 + b"23456789"
+
+
+def test_more_fragments_than_one_writev_takes_and_short_writes_lose_nothing(incoming: Path, monkeypatch) -> None:
+    pieces = [bytes([i % 251]) * (1 + i % 7) for i in range(3 * diskfull._IOV_MAX + 5)]
+    real = os.writev
+
+    def short_writev(fd: int, buffers: list) -> int:
+        assert len(buffers) <= diskfull._IOV_MAX
+        head = b"".join(buffers[:3])
+        return real(fd, [head[:-1] if len(head) > 1 else head])
+
+    monkeypatch.setattr(diskfull.os, "writev", short_writev)
+    f = receive(pieces)  # every writev is short: 3 buffers at most, minus one byte
+    f.close()
+    assert Path(f.name).read_bytes() == b"".join(pieces)

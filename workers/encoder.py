@@ -12,7 +12,6 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from pydicom.uid import generate_uid
@@ -26,6 +25,7 @@ from spoolscp.rawdicom import (
     SOP_CLASS_UID,
     SOP_INSTANCE_UID,
     Element,
+    SpoolSource,
     Node,
     has_encapsulated_pixels,
     normalize_string,
@@ -88,17 +88,18 @@ def conversion_possible(received_ts: str, encoding: Encoding, encapsulated_pixel
     return encoding.write_syntax(received_ts) == received_ts
 
 
-def write_output(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
-    """Write the whole output (DICOM file, or bare data set with ``-F``) for one spool file."""
+def write_output(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
+    """Write the whole output (DICOM file, or bare data set with ``-F``) for one spooled
+    object (its spool file's path, or its bytes from the job table)."""
     if encoding.bit_preserving:
-        _write_bit_preserving(spool_path, f, encoding, calling_ae)
+        _write_bit_preserving(source, f, encoding, calling_ae)
     else:
-        _write_normal(spool_path, f, encoding, calling_ae)
+        _write_normal(source, f, encoding, calling_ae)
 
 
-def _write_bit_preserving(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
+def _write_bit_preserving(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
     """``+B``: the received bytes verbatim, behind a meta header from the request (§10.1)."""
-    with open_spool(spool_path, inflate=False) as spool:
+    with open_spool(source, inflate=False) as spool:
         if encoding.write_file:
             f.write(_PREAMBLE)
             f.write(file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
@@ -116,13 +117,13 @@ def _copy_range(buf, start: int, end: int, sink) -> None:  # type: ignore[no-unt
         view.release()
 
 
-def _write_normal(spool_path: Path, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
+def _write_normal(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
     """``-B``: parse like dcmdata, re-encode with the output options, fresh meta header.
 
     A data set that re-encoding would leave byte for byte as received (the usual one with
     the default options, :func:`workers.dataset_writer.writes_verbatim`) is copied instead.
     """
-    with open_spool(spool_path) as spool:
+    with open_spool(source) as spool:
         nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, encoding.convert_un)
         write_ts = encoding.write_syntax(spool.transfer_syntax)
         if not conversion_possible(spool.transfer_syntax, encoding, has_encapsulated_pixels(nodes)):

@@ -13,7 +13,6 @@ the operator's own ``-od`` and prefix, so no received byte can leave its argumen
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import time
 from pathlib import Path

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from spoolscp.jobs import Job
+from spoolscp.rawdicom import SpoolSource
 from spoolscp.spool import fsync_dir
 from workers.encoder import Encoding, write_output
 
@@ -30,8 +31,9 @@ def temp_name(job: Job) -> str:
 Publish = Callable[[Path, Callable[[], None]], bool]
 
 
-def write_job_output(job: Job, spool_path: Path, publish: Publish) -> Path | None:
-    """Write ``job``'s output file and return its path (None: a later object holds it)."""
+def write_job_output(job: Job, source: SpoolSource, publish: Publish) -> Path | None:
+    """Write ``job``'s output file from its spool file or bytes (``source``) and return its
+    path (None: a later object holds it)."""
     options = job.options
     encoding = Encoding.from_options(options["encoding"])
     out_dir = Path(options["output_dir"], job.out_subdir or "")
@@ -44,7 +46,7 @@ def write_job_output(job: Job, spool_path: Path, publish: Publish) -> Path | Non
     tmp = out_dir / temp_name(job)
     try:
         with open(tmp, "wb") as f:
-            write_output(spool_path, f, encoding, job.calling_ae)
+            write_output(source, f, encoding, job.calling_ae)
             f.flush()
             os.fsync(f.fileno())
         published = publish(final, lambda: os.replace(tmp, final))

@@ -3,7 +3,7 @@
 One Huey task, ``run_job(seq)``, runs whatever the row says (``kind``):
 
 * ``store``: track it (folder, name, follow-ups), write its output file, mark it done,
-  drop its spool file;
+  drop its spool data or file;
 * ``eos``: rename the files of a study that ended;
 * ``exec``: run one ``-xcr``/``-xcs`` command line; a non-zero exit is retried.
 
@@ -82,11 +82,13 @@ def release_followups(db: jobs.JobDB, enqueue: Callable[[int], None]) -> None:
 
 
 def run_store(settings: Settings, db: jobs.JobDB, job: jobs.Job) -> str | None:
-    """Write one object's output; the spool file goes only once the output is durable."""
+    """Write one object's output from its spool bytes (job table) or spool file; either
+    goes only once the output is durable (:func:`run`)."""
     def publish(path: Path, move: Callable[[], None]) -> bool:
         return jobs.publish(db, job.seq, path, move)
 
-    if write_job_output(job, settings.spool_dir / job.spool, publish) is None:
+    source = jobs.spool_data(db, job.spool) or settings.spool_dir / job.spool
+    if write_job_output(job, source, publish) is None:
         return "superseded: a later reception of the same name was stored"
     return None
 
@@ -143,8 +145,9 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
         release_followups(db, enqueue)
         raise
     else:
-        jobs.mark_done(db, seq, note)
-        if job.kind == "store":
+        store = job.kind == "store"
+        jobs.mark_done(db, seq, note, spool=job.spool if store else None)
+        if store:
             spool.remove(settings.spool_dir, job.spool)
     release_followups(db, enqueue)
 
@@ -152,7 +155,8 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
 def run_reconcile(settings: Settings, enqueue: Callable[[int], None],
                   waiting: Collection[int] = ()) -> recovery.Recovered:
     """Re-enqueue every job that has no live worker and no message (``waiting``: jobs that
-    have one, :func:`workers.recovery.jobs_with_messages`); sweep the spool."""
+    have one, :func:`workers.recovery.jobs_with_messages`); sweep the spool, and shrink
+    jobs.db when finished small objects left much free space in it."""
     db = job_db(settings)
     tracker.track(db)
     tracker.close_idle_studies(db, time.time())
@@ -163,6 +167,9 @@ def run_reconcile(settings: Settings, enqueue: Callable[[int], None],
         log.warning("re-queued %d job(s) whose work was lost", len(seqs))
     release_followups(db, enqueue)
     removed = recovery.sweep_spool(settings.spool_dir, db, orphan_age=settings.lease_seconds)
+    freed = jobs.reclaim_space(db)
+    if freed:
+        log.info("gave %d free pages of jobs.db (finished small objects) back to the file system", freed)
     return recovery.Recovered(seqs, removed)
 
 
