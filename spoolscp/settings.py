@@ -139,6 +139,6 @@ def load_settings(config: str | None = None, **overrides: Any) -> Settings:
             values[name] = Path(value).expanduser().absolute()
         elif name == "dropfolder":
             values[name] = Path(value).expanduser().absolute() if value else None
-        elif types[name] in ("int", "float") and isinstance(value, bool):
-            raise ConfigError(f"setting {name} must be a number")
+        elif types[name] in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"setting {name} must be a number")  # not at the first object, later
     return Settings(config_file=path.absolute() if path else None, **values)

@@ -41,6 +41,7 @@ def test_environment_variable_finds_the_file(tmp_path, monkeypatch):
         ("[workers\n", "cannot read configuration file"),
         ("workers = 3\n", "must be a [section]"),
         ("[workers]\ncount = true\n", "must be a number"),
+        ("[state]\nspool_in_db_max = '64k'\n", "must be a number"),
     ],
 )
 def test_bad_files_are_refused_with_the_reason(tmp_path, text, message):
