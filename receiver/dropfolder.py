@@ -48,7 +48,7 @@ from receiver.handlers import MAX_UID_IN_NAME, OUT_OF_RESOURCES, Peer, StoreHand
 from spoolscp import jobs
 from spoolscp.rawdicom import SpoolInfo, scan_spool
 from spoolscp.settings import Settings
-from spoolscp.spool import fsync_dir
+from spoolscp.spool import fsync_dir, new_spool_name
 
 log = logging.getLogger("spoolscp.dropfolder")
 
@@ -193,7 +193,7 @@ class DropFolder(FileSystemEventHandler):
         if not sop_class or not sop_instance or len(sop_instance) > MAX_UID_IN_NAME:
             self.reject(path, "no usable SOP Class/Instance UID in the data set")
             return
-        copy = self.incoming / f"drop-{uuid.uuid4().hex}.dcm"
+        copy = self.incoming / new_spool_name()  # the name it keeps in the spool
         try:
             write_spool_copy(path, copy, info, sop_class, sop_instance)
         except OSError as exc:  # disk full: try again at the next rescan
