@@ -446,18 +446,19 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0,
     return job_from_row(fields, state="running", attempts=fields[_COLUMN["attempts"]] + 1)
 
 
-def mark_done(db: JobDB, seq: int, note: str | None = None, spool: str | None = None) -> None:
+def mark_done(db: JobDB, seq: int, note: str | None = None, spool: str | None = None) -> bool:
     """Finished: ``note`` says why a step had nothing to do (kept in ``error``). The spool
     data ``spool`` held in the table, if any, goes in the same commit: never before its
-    job is done, never left behind once it is."""
+    job is done, never left behind once it is. Returns whether the table held it (if
+    not, the spool is a file for the caller to remove)."""
     with db.transaction() as c:
         c.execute(
             "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
             " WHERE seq=?",
             (note, time.time(), seq),
         )
-        if spool is not None:
-            c.execute("DELETE FROM spool_data WHERE name = ?", (spool,))
+        held = spool is not None and c.execute("DELETE FROM spool_data WHERE name = ?", (spool,)).rowcount > 0
+    return held
 
 
 def mark_error(db: JobDB, seq: int, error: str, final: bool) -> None:

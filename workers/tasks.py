@@ -146,8 +146,8 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
         raise
     else:
         store = job.kind == "store"
-        jobs.mark_done(db, seq, note, spool=job.spool if store else None)
-        if store:
+        held = jobs.mark_done(db, seq, note, spool=job.spool if store else None)
+        if store and not held:  # a spool file, not bytes in the job table
             spool.remove(settings.spool_dir, job.spool)
     release_followups(db, enqueue)
 
@@ -158,8 +158,7 @@ def run_reconcile(settings: Settings, enqueue: Callable[[int], None],
     have one, :func:`workers.recovery.jobs_with_messages`); sweep the spool, and shrink
     jobs.db when finished small objects left much free space in it."""
     db = job_db(settings)
-    tracker.track(db)
-    tracker.close_idle_studies(db, time.time())
+    tracker.close_idle_studies(db, time.time())  # places untracked rows first
     seqs = [seq for seq in recovery.lost_messages(db, settings) if seq not in waiting]
     for seq in seqs:
         enqueue(seq)
