@@ -1,34 +1,126 @@
-"""Smoke test of ``scripts/bench/compare`` on tiny corpora: it runs both receivers and
-prints a well-formed report. Timing is never asserted (it belongs in the benchmark)."""
+"""Smoke test of ``scripts/bench/compare`` on tiny corpora: it runs both receivers, their
+runs interleaved, and prints a well-formed report with ratios paired run by run; unit
+tests of the pairing, the rotation and the process-tree sampling. Timing is never
+asserted (it belongs in the benchmark)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 COMPARE = REPO / "scripts" / "bench" / "compare"
+sys.path.insert(0, str(REPO / "scripts" / "bench"))
+import compare  # noqa: E402
+import procstats  # noqa: E402
+
 SUMMARY_KEYS = {"ack_obj_s", "ack_mb_s", "e2e_obj_s", "e2e_mb_s", "cpu_s", "worker_cpu_s", "peak_rss_mb"}
 
 
 def test_compare_prints_a_well_formed_report(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(COMPARE), "--tiny", "--corpus", "2KB", "--assocs", "1", "--receiver", "dcmtk",
+        [str(COMPARE), "--tiny", "--runs", "2", "--corpus", "2KB", "--assocs", "1", "--receiver", "dcmtk",
          "--receiver", "spoolscp", "--setup-seconds", "0.3", "--cache", str(tmp_path), "--json"],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert [(c["corpus"], c["assocs"], c["receiver"]) for c in report["cases"]] == [
-        ("2KB", 1, "dcmtk"), ("2KB", 1, "spoolscp")]
-    for case in report["cases"]:
-        assert len(case["runs"]) == 1 and set(case["summary"]) == SUMMARY_KEYS
+    cases = report["cases"]
+    assert [(c["corpus"], c["assocs"], c["receiver"]) for c in cases] == [("2KB", 1, "dcmtk"), ("2KB", 1, "spoolscp")]
+    for case in cases:
+        assert len(case["runs"]) == 2 and set(case["summary"]) == SUMMARY_KEYS
         assert case["summary"]["ack_obj_s"]["median"] > 0 and case["summary"]["peak_rss_mb"] > 0
-    assert report["cases"][0]["ratio"] is None and set(report["cases"][1]["ratio"]) == {"vs", "ack", "e2e"}
-    assert [(r["receiver"], r["kind"]) for r in report["setup"]] == [
+    assert cases[0]["ratio"] is None and set(cases[1]["ratio"]) == {"vs", "ack", "e2e"}
+    assert cases[0]["paired_ratio"] is None and cases[1]["paired_ratio"]["vs"] == "dcmtk"
+    for phase in ("ack", "e2e"):
+        pairs = [d[f"{phase}_s"] / s[f"{phase}_s"] for s, d in zip(cases[1]["runs"], cases[0]["runs"])]
+        assert cases[1]["paired_ratio"][phase] == pytest.approx(
+            {"median": statistics.median(pairs), "min": min(pairs), "max": max(pairs)})
+    starts = sorted((run["t_start"], case["receiver"]) for case in cases for run in case["runs"])
+    assert [name for _, name in starts] == ["dcmtk", "spoolscp", "spoolscp", "dcmtk"]  # interleaved, rotated
+    setup = report["setup"]
+    assert [(r["receiver"], r["kind"]) for r in setup] == [
         ("dcmtk", "echo"), ("dcmtk", "store"), ("spoolscp", "echo"), ("spoolscp", "store")]
-    assert all(r["summary"]["median"] > 0 for r in report["setup"])
+    assert all(len(r["rates"]) == 2 and r["summary"]["median"] > 0 for r in setup)
+    for mine, ref in ((setup[2], setup[0]), (setup[3], setup[1])):
+        pairs = [a / b for a, b in zip(mine["rates"], ref["rates"])]
+        assert mine["paired_ratio"] == pytest.approx(
+            {"median": statistics.median(pairs), "min": min(pairs), "max": max(pairs)})
+    assert setup[0]["paired_ratio"] is None and setup[1]["paired_ratio"] is None
     lines = report["table"].splitlines()
-    assert lines[0].split()[:3] == ["corpus", "assocs", "receiver"]
+    assert lines[0].split()[:3] == ["corpus", "assocs", "receiver"] and "ack ratio" in lines[0]
     assert [line.split()[:3] for line in lines[1:3]] == [["2KB", "1", "dcmtk"], ["2KB", "1", "spoolscp"]]
+    assert compare._fmt(cases[1]["paired_ratio"]["ack"], 2) in lines[2]
     assert "load_start" in report["meta"] and "load_end" in report["meta"]
+
+
+def run(ack_s: float, e2e_s: float) -> compare.Run:
+    return compare.Run(ack_s, e2e_s, cpu_s=0.0, worker_cpu_s=None, peak_rss=0, t_start=0.0)
+
+
+def case(receiver: str, assocs: int, times: list[tuple[float, float]]) -> compare.Case:
+    return compare.Case("2KB", 10, 2_000_000, assocs, receiver, [run(a, e) for a, e in times])
+
+
+def test_paired_ratio_divides_run_i_by_the_reference_run_i() -> None:
+    dcmtk = case("dcmtk", 1, [(1, 1), (3, 3), (2, 2)])
+    mine = case("spoolscp", 1, [(2, 4), (2, 4), (8, 4)])
+    cases = [dcmtk, mine]
+    # MB/s over DCMTK's, round by round: ack 0.5, 1.5, 0.25; e2e 0.25, 0.75, 0.5
+    assert compare.paired_ratios(mine, cases) == {"vs": "dcmtk", "ack": {"median": 0.5, "min": 0.25, "max": 1.5},
+                                                  "e2e": {"median": 0.5, "min": 0.25, "max": 0.75}}
+    assert compare.ratios(mine, cases)["ack"] == pytest.approx(1.0)  # the medians alone: both 1 MB/s
+    assert compare.paired_ratios(dcmtk, cases) is None
+
+
+def test_paired_ratio_for_concurrent_associations_is_against_dcmtk_fork() -> None:
+    plain, fork = case("dcmtk", 4, [(1, 1), (1, 1)]), case("dcmtk --fork", 4, [(2, 2), (4, 4)])
+    mine = case("spoolscp --fork", 4, [(1, 1), (2, 2)])
+    single = case("spoolscp", 1, [(1, 1), (1, 1)])
+    cases = [plain, fork, mine, single]
+    assert compare.paired_ratios(mine, cases)["vs"] == "dcmtk --fork"
+    assert compare.paired_ratios(mine, cases)["ack"] == {"median": 2.0, "min": 2.0, "max": 2.0}
+    assert compare.paired_ratios(plain, cases)["vs"] == "dcmtk --fork"
+    assert compare.paired_ratios(single, cases) is None  # no DCMTK case with one association
+
+
+def test_paired_needs_as_many_runs_on_both_sides() -> None:
+    with pytest.raises(ValueError):
+        compare.paired([1.0, 2.0], [1.0])
+
+
+def test_setup_ratio_pairs_rounds_of_the_same_kind() -> None:
+    rates = [compare.SetupRate("dcmtk", "echo", [100, 400]), compare.SetupRate("dcmtk", "store", [50, 50]),
+             compare.SetupRate("spoolscp", "echo", [50, 100]), compare.SetupRate("spoolscp", "store", [10, 20])]
+    assert compare.setup_ratio(rates[2], rates) == {"median": 0.375, "min": 0.25, "max": 0.5}
+    assert compare.setup_ratio(rates[3], rates) == {"median": pytest.approx(0.3), "min": 0.2, "max": 0.4}
+    assert compare.setup_ratio(rates[0], rates) is None
+
+
+def test_rotations_start_each_round_one_receiver_later() -> None:
+    assert compare.rotations(["a", "b", "c"], 4) == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    assert compare.rotations(["a"], 2) == [["a"], ["a"]]
+
+
+def test_a_process_tree_holds_its_children_and_not_its_siblings() -> None:
+    """Every server is up during each run: sampling one (RSS and CPU sum over ``members``)
+    must count its forked children and no other server's processes."""
+    measured = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    sibling = subprocess.Popen(["sleep", "30"])
+    try:
+        for _ in range(100):  # until sh has forked its child
+            pids = [pid for pid, _ in procstats.members(measured.pid)]
+            if len(pids) == 2:
+                break
+            time.sleep(0.05)
+        assert len(pids) == 2 and pids[0] == measured.pid and sibling.pid not in pids
+        assert [pid for pid, _ in procstats.members(sibling.pid)] == [sibling.pid]
+    finally:
+        for proc in (measured, sibling):
+            proc.kill()
+            proc.wait()

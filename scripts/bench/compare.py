@@ -13,10 +13,26 @@ from DCMTK's ``/usr/bin/storescu``:
 * peak RSS (summed over the receiver's process tree, sampled from /proc) and CPU
   seconds of the receiver (spoolscp's workers are reported separately).
 
-Medians of ``--runs`` runs with min and max, the ratio to DCMTK (``--fork`` for four
-associations), the association set-up rate measured with a raw-socket client
-(``rawclient``: A-ASSOCIATE, C-ECHO or one small C-STORE, A-RELEASE), and the machine
-load (``/proc/loadavg``) before and after every case, since other work may share it.
+The runs are interleaved: every receiver of a (corpus, assocs) group is started once,
+then round i sends the corpus to each receiver in turn, the order rotated every round
+(A,B,C; B,C,A; ...) so that none is always first. Only one receiver is busy at a time:
+a run ends when its output is durable (spoolscp's workers drained), then what it left
+dirty in the page cache is written back (untimed) before the next one starts; only the
+tree of the receiver being measured is sampled; the idle ones cost < 0.01 CPU s/s here.
+On a machine whose load drifts within minutes (DCMTK alone varied 2,157-3,523 obj/s
+across three back-to-back runs), the runs of one round see the same machine.
+
+Medians of ``--runs`` runs with min and max, the association set-up rate measured with
+a raw-socket client (``rawclient``: A-ASSOCIATE, C-ECHO or one small C-STORE,
+A-RELEASE; DCMTK's and spoolscp's rounds alternate, both servers up), and the machine
+load (``/proc/loadavg``) before and after every group, since other work may share it.
+
+The ratio to DCMTK (``--fork`` for four associations) is *paired*: per round, the
+receiver's MB/s over DCMTK's MB/s in the same round, then median (min-max) over the
+rounds; likewise for the set-up rate. It replaces the ratio of the medians in the table
+because that one mixes the drift between rounds into the comparison, and the min-max of
+the pairs shows how far one comparison can be trusted; ``--json`` keeps both
+(``ratio``: of the medians, ``paired_ratio``: over the rounds).
 """
 
 from __future__ import annotations
@@ -33,7 +49,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import corpus
 import procstats
@@ -45,6 +61,7 @@ import sidebyside as sbs  # noqa: E402  (the shared harness: ports, processes, q
 
 MB = 1e6
 SEND_TIMEOUT = 900
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,7 @@ class Run:
     cpu_s: float
     worker_cpu_s: float | None
     peak_rss: int
+    t_start: float  # time.time() when the senders started: shows the interleaving
 
 
 @dataclass
@@ -169,7 +187,7 @@ def one_run(server: Server, files: list[Path], assocs: int, expected: int, workd
     cpu0 = procstats.tree_cpu(server.proc.pid)
     wcpu0 = procstats.tree_cpu(server.workers.pid) if server.workers else 0.0
     with procstats.PeakRSS(server.proc.pid) as peak:
-        t0 = time.perf_counter()
+        t_start, t0 = time.time(), time.perf_counter()
         send(server.port, corpus.split(files, assocs), workdir)
         t_ack = time.perf_counter()
         cpu = procstats.tree_cpu(server.proc.pid) - cpu0
@@ -178,16 +196,45 @@ def one_run(server: Server, files: list[Path], assocs: int, expected: int, workd
     if found != len(files):
         raise RuntimeError(f"{server.receiver.name}: {found} output files for {len(files)} objects")
     wcpu = procstats.tree_cpu(server.workers.pid) - wcpu0 if server.workers else None
-    return Run(t_ack - t0, t_e2e - t0, cpu, wcpu, peak.bytes)
+    return Run(t_ack - t0, t_e2e - t0, cpu, wcpu, peak.bytes, t_start)
 
 
-def run_case(receiver: Receiver, name: str, files: list[Path], assocs: int, runs: int, workdir: Path) -> Case:
-    case = Case(name, len(files), corpus.total_bytes(files), assocs, receiver.name, load_before=loadavg())
-    with started(receiver, workdir) as server:
-        for i in range(runs):
-            case.runs.append(one_run(server, files, assocs, len(files) * (i + 1), workdir))
-    case.load_after = loadavg()
-    return case
+def rotations(items: list[T], runs: int) -> list[list[T]]:
+    """The order of each round: ``items`` rotated by the round's index (A,B,C; B,C,A; ...),
+    so no receiver always runs first, or always right after the same other one."""
+    return [items[i % len(items):] + items[:i % len(items)] for i in range(runs)]
+
+
+def settle() -> None:
+    """Write back what the last run left dirty (DCMTK does not fsync: 252 MB dirty after
+    500 x 512 KB, 0.13-0.16 s of ``sync`` here), so the kernel's writeback of one receiver's
+    output, due up to 30 s later, does not fall into the next receiver's run."""
+    os.sync()
+
+
+def start_all(stack: ExitStack, receivers: list[Receiver], workdir: Path) -> dict[Receiver, Server]:
+    """Every receiver started in its own folder (own port, state, output) until ``stack`` closes."""
+    return {rec: stack.enter_context(started(rec, workdir / f"rx{k}")) for k, rec in enumerate(receivers)}
+
+
+def run_group(receivers: list[Receiver], name: str, files: list[Path], assocs: int, runs: int,
+              workdir: Path) -> list[Case]:
+    """One case per receiver, their runs interleaved: round i runs each receiver once, in
+    turn (see :func:`rotations`), so run i of every case saw the machine of the same minute."""
+    size, load = corpus.total_bytes(files), loadavg()
+    cases = {rec: Case(name, len(files), size, assocs, rec.name, load_before=load) for rec in receivers}
+    with ExitStack() as stack:
+        servers = start_all(stack, receivers, workdir)
+        for i, order in enumerate(rotations(receivers, runs)):
+            for rec in order:
+                print(f"# {name} x{len(files)}, {assocs} assoc, run {i + 1}/{runs}: {rec.name} (load {loadavg()})",
+                      file=sys.stderr)
+                server = servers[rec]
+                cases[rec].runs.append(one_run(server, files, assocs, len(files) * (i + 1), server.outdir.parent))
+                settle()
+    for case in cases.values():
+        case.load_after = loadavg()
+    return list(cases.values())
 
 
 @dataclass
@@ -197,14 +244,23 @@ class SetupRate:
     rates: list[float]
 
 
-def setup_rates(receiver: Receiver, small: Path, runs: int, seconds: float, workdir: Path) -> list[SetupRate]:
-    """Associations/s with one C-ECHO each, then with one small C-STORE each."""
-    found = []
-    with started(receiver, workdir) as server:
+def setup_rates(receivers: list[Receiver], small: Path, runs: int, seconds: float, workdir: Path) -> list[SetupRate]:
+    """Associations/s with one C-ECHO each, then with one small C-STORE each: round i of
+    every receiver in turn (rotated), all servers up. After a store round, spoolscp's workers
+    drain what it received before the next receiver's round, so that one is measured alone."""
+    found = {(rec, kind): SetupRate(rec.name, kind, []) for rec in receivers for kind in ("echo", "store")}
+    stored = dict.fromkeys(receivers, 0)
+    with ExitStack() as stack:
+        servers = start_all(stack, receivers, workdir)
         for kind, rnd in (("echo", rawclient.echo_round()), ("store", rawclient.store_round(small))):
-            rates = [rawclient.rate(server.port, rnd, seconds, 20000)[0] for _ in range(runs)]
-            found.append(SetupRate(receiver.name, kind, rates))
-    return found
+            for order in rotations(receivers, runs):
+                for rec in order:
+                    rate, done = rawclient.rate(servers[rec].port, rnd, seconds, 20000)
+                    found[(rec, kind)].rates.append(rate)
+                    stored[rec] += done if kind == "store" else 0
+                    wait_durable(servers[rec], stored[rec], timeout=600)
+                    settle()
+    return list(found.values())
 
 
 # ------------------------------------------------------------------------------------------
@@ -215,13 +271,18 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def mb_s(case: Case, phase: str) -> list[float]:
+    """MB/s of each run, to its last response (``phase`` "ack") or to durable output ("e2e")."""
+    return [case.bytes / MB / getattr(r, f"{phase}_s") for r in case.runs]
+
+
 def summary(case: Case) -> dict:
     """Per case: objects/s and MB/s to ack and to durable output, CPU, peak RSS."""
     return {
         "ack_obj_s": spread([case.objects / r.ack_s for r in case.runs]),
-        "ack_mb_s": spread([case.bytes / MB / r.ack_s for r in case.runs]),
+        "ack_mb_s": spread(mb_s(case, "ack")),
         "e2e_obj_s": spread([case.objects / r.e2e_s for r in case.runs]),
-        "e2e_mb_s": spread([case.bytes / MB / r.e2e_s for r in case.runs]),
+        "e2e_mb_s": spread(mb_s(case, "e2e")),
         "cpu_s": spread([r.cpu_s for r in case.runs]),
         "worker_cpu_s": spread([r.worker_cpu_s for r in case.runs]) if case.runs[0].worker_cpu_s is not None else None,
         "peak_rss_mb": max(r.peak_rss for r in case.runs) / MB,
@@ -247,31 +308,55 @@ def ratios(case: Case, cases: list[Case]) -> dict[str, float] | None:
             "e2e": mine["e2e_mb_s"]["median"] / theirs["e2e_mb_s"]["median"]}
 
 
+def paired(mine: list[float], theirs: list[float]) -> dict[str, float]:
+    """Median (min-max) over the rounds of mine[i] / theirs[i], both measured in round i."""
+    return spread([a / b for a, b in zip(mine, theirs, strict=True)])
+
+
+def paired_ratios(case: Case, cases: list[Case]) -> dict | None:
+    """MB/s over DCMTK's (see :func:`reference_for`) run by run, to ack and to durable output."""
+    ref = reference_for(case, cases)
+    if ref is None or ref is case:
+        return None
+    return {"vs": ref.receiver, "ack": paired(mb_s(case, "ack"), mb_s(ref, "ack")),
+            "e2e": paired(mb_s(case, "e2e"), mb_s(ref, "e2e"))}
+
+
+def setup_ratio(rate: SetupRate, rates: list[SetupRate]) -> dict[str, float] | None:
+    """Associations/s over DCMTK's of the same kind, round by round."""
+    for ref in rates:
+        if ref.receiver == "dcmtk" and ref.kind == rate.kind and ref is not rate:
+            return paired(rate.rates, ref.rates)
+    return None
+
+
 def _fmt(s: dict[str, float], digits: int = 0) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
 
 def table(cases: list[Case], rates: list[SetupRate]) -> str:
-    head = ("corpus", "assocs", "receiver", "ack obj/s", "ack MB/s", "e2e obj/s", "e2e MB/s", "ratio ack",
-            "ratio e2e", "rx CPU s", "wk CPU s", "peak RSS MB")
+    head = ("corpus", "assocs", "receiver", "ack obj/s", "ack MB/s", "e2e obj/s", "e2e MB/s", "ack ratio",
+            "e2e ratio", "rx CPU s", "wk CPU s", "peak RSS MB")
     rows = [head]
     for case in cases:
-        s, r = summary(case), ratios(case, cases)
+        s, r = summary(case), paired_ratios(case, cases)
         rows.append((case.corpus, str(case.assocs), case.receiver, _fmt(s["ack_obj_s"]), _fmt(s["ack_mb_s"]),
-                     _fmt(s["e2e_obj_s"]), _fmt(s["e2e_mb_s"]), f"{r['ack']:.2f}" if r else "-", f"{r['e2e']:.2f}" if r else "-",
+                     _fmt(s["e2e_obj_s"]), _fmt(s["e2e_mb_s"]), _fmt(r["ack"], 2) if r else "-",
+                     _fmt(r["e2e"], 2) if r else "-",
                      _fmt(s["cpu_s"], 2), _fmt(s["worker_cpu_s"], 2) if s["worker_cpu_s"] else "-",
                      f"{s['peak_rss_mb']:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
-    lines.append("ratio: median MB/s over DCMTK's in the same run (4 assocs: over dcmtk --fork)")
+    lines.append("ratio: MB/s over DCMTK's in the same round (4 assocs: over dcmtk --fork), "
+                 "median (min-max) of the rounds")
     if not rates:
         return "\n".join(lines)
     lines.append("")
-    lines.append("association set-up (raw-socket client, one after another): associations/s")
-    dcmtk = {r.kind: statistics.median(r.rates) for r in rates if r.receiver == "dcmtk"}
+    lines.append("association set-up (raw-socket client, one after another): associations/s, ratio as above")
     for r in rates:
-        ratio = statistics.median(r.rates) / dcmtk[r.kind] if r.receiver != "dcmtk" and r.kind in dcmtk else None
-        lines.append(f"  {r.receiver:10} {r.kind:5} {_fmt(spread(r.rates))}" + (f"  ratio {ratio:.3f}" if ratio else ""))
+        ratio = setup_ratio(r, rates)
+        paired_text = f"  ratio {_fmt(ratio, 3)}" if ratio else ""
+        lines.append(f"  {r.receiver:10} {r.kind:5} {_fmt(spread(r.rates))}{paired_text}")
     return "\n".join(lines)
 
 
@@ -279,8 +364,9 @@ def report_json(cases: list[Case], rates: list[SetupRate], meta: dict) -> dict:
     return {
         "meta": meta,
         "table": table(cases, rates),
-        "cases": [asdict(c) | {"summary": summary(c), "ratio": ratios(c, cases)} for c in cases],
-        "setup": [asdict(r) | {"summary": spread(r.rates)} for r in rates],
+        "cases": [asdict(c) | {"summary": summary(c), "ratio": ratios(c, cases),
+                               "paired_ratio": paired_ratios(c, cases)} for c in cases],
+        "setup": [asdict(r) | {"summary": spread(r.rates), "paired_ratio": setup_ratio(r, rates)} for r in rates],
     }
 
 
@@ -304,19 +390,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def plan(args: argparse.Namespace) -> list[tuple[str, corpus.CorpusSpec, int, Receiver]]:
+def plan(args: argparse.Namespace) -> list[tuple[str, corpus.CorpusSpec, int, list[Receiver]]]:
+    """The (corpus, assocs) groups, each with the receivers whose runs it interleaves."""
     specs = corpus.TINY if args.tiny else corpus.QUICK if args.quick else corpus.FULL
     chosen = {"dcmtk": DCMTK, "dcmtk-fork": DCMTK_FORK, "spoolscp": SPOOLSCP, "spoolscp-fork": SPOOLSCP_FORK}
     receivers = [chosen[r] for r in args.receiver or chosen]
-    steps = []
-    for name in args.corpus or specs:
-        for assocs in args.assocs or (1, 4):
-            for rec in receivers:
-                if not (rec in FORKING and assocs == 1):
-                    steps.append((name, specs[name], assocs, rec))
+    single = [rec for rec in receivers if rec not in FORKING]
+    groups = [(name, specs[name], assocs, single if assocs == 1 else receivers)
+              for name in args.corpus or specs for assocs in args.assocs or (1, 4)]
     if args.big:
-        steps += [("1GB", corpus.BIG, 1, rec) for rec in receivers if rec not in FORKING]
-    return steps
+        groups.append(("1GB", corpus.BIG, 1, single))
+    return [group for group in groups if group[3]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,17 +413,14 @@ def main(argv: list[str] | None = None) -> int:
                                      capture_output=True, text=True, check=False).stdout.strip()}
     cases, rates = [], []
     with tempfile.TemporaryDirectory(prefix="spoolscp-bench-") as tmp:
-        for i, (name, spec, assocs, rec) in enumerate(plan(args)):
-            files = corpus.ensure(spec, cache)
-            print(f"# {name} x{len(files)}, {assocs} assoc, {rec.name} (load {loadavg()})", file=sys.stderr)
-            cases.append(run_case(rec, name, files, assocs, runs, Path(tmp) / f"case{i}"))
-        if not args.no_setup:
+        for i, (name, spec, assocs, receivers) in enumerate(plan(args)):
+            cases += run_group(receivers, name, corpus.ensure(spec, cache), assocs, runs, Path(tmp) / f"group{i}")
+        setup_receivers = [rec for rec in (DCMTK, SPOOLSCP) if args.receiver is None or rec.name in args.receiver]
+        if setup_receivers and not args.no_setup:
             small = corpus.ensure((corpus.TINY if args.tiny else corpus.QUICK)["2KB"], cache)[0]
             seconds = args.setup_seconds or (0.5 if args.tiny else 2.0)
-            for rec in (DCMTK, SPOOLSCP):
-                if args.receiver is None or rec.name in args.receiver:
-                    print(f"# set-up rate, {rec.name} (load {loadavg()})", file=sys.stderr)
-                    rates += setup_rates(rec, small, runs, seconds, Path(tmp) / f"setup-{rec.kind}")
+            print(f"# set-up rate, {', '.join(r.name for r in setup_receivers)} (load {loadavg()})", file=sys.stderr)
+            rates = setup_rates(setup_receivers, small, runs, seconds, Path(tmp) / "setup")
     meta["load_end"] = loadavg()
     if args.json:
         print(json.dumps(report_json(cases, rates, meta), indent=1))
