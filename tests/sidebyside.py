@@ -43,8 +43,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-import pytest
-
 # --------------------------------------------------------------------------------------------
 # Programs and constants
 # --------------------------------------------------------------------------------------------
@@ -430,22 +428,6 @@ def scp_server(kind: ServerKind, options: Sequence[str], workdir: Path,
     finally:
         server.stop_problems = stop_process(server.proc)
         server.exit_code = server.proc.returncode
-
-
-@pytest.fixture
-def scp_servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Fixture: ``start(kind, options, name=...)`` returns a ready server, stopped at teardown."""
-    with contextlib.ExitStack() as stack:
-        started: list[ServerProcess] = []
-
-        def start(kind: ServerKind, options: Sequence[str] = (), name: str | None = None,
-                  workers: int = 2, receiver_only: bool = False) -> ServerProcess:
-            label = name or f"{kind}-{len(started)}"
-            server = stack.enter_context(scp_server(kind, options, tmp_path / label, label,
-                                                    workers, receiver_only))
-            started.append(server)
-            return server
-        yield start
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ from sidebyside import (
     parse_storescu_log,
     pydicom_corpus,
     run_side_by_side,
-    scp_servers,  # noqa: F401 - fixture, re-exported for tests in this module
 )
 
 OPTION_SETS = {
@@ -184,7 +183,7 @@ def test_parse_storescu_log() -> None:
     assert parse_storescu_log(rejected, ["/a", "/b"]) == ["assoc-rejected"] * 2
 
 
-def test_servers_accept_connections(scp_servers) -> None:  # noqa: F811 - fixture
+def test_servers_accept_connections(scp_servers) -> None:
     """The fixture starts DCMTK storescp on an ephemeral port and it accepts associations."""
     from sidebyside import send_dcmtk
 

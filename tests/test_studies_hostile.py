@@ -17,7 +17,6 @@ from pynetdicom import _config
 from sidebyside import (
     StudySpec,
     exec_log_lines,
-    scp_servers,  # noqa: F401 - fixture
     send_pynetdicom,
     synthetic_studies,
     wait_output_complete,
