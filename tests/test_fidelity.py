@@ -15,6 +15,7 @@ import pytest
 
 from sidebyside import (
     BROKEN_DATA_SET_REFUSED,
+    CORPUS_IMPLICIT_VR_AS_EXPLICIT,
     SUCCESS,
     Comparison,
     InputFile,
@@ -67,6 +68,7 @@ def _check_naming_counts(cmp: Comparison) -> list[str]:
     return problems
 
 
+@pytest.mark.filterwarnings(CORPUS_IMPLICIT_VR_AS_EXPLICIT)  # +xa accepts its JPEG context
 @pytest.mark.parametrize("sender", SENDERS)
 @pytest.mark.parametrize("options", OPTION_SETS.values(), ids=OPTION_SETS.keys())
 def test_fidelity(options: list[str], sender: str, corpus: list[InputFile], tmp_path: Path,
