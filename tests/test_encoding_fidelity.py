@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from sidebyside import InputFile, is_success, one_per_file, pydicom_corpus, run_side_by_side
+from sidebyside import (
+    CORPUS_IMPLICIT_VR_AS_EXPLICIT,
+    InputFile,
+    is_success,
+    one_per_file,
+    pydicom_corpus,
+    run_side_by_side,
+)
 from spoolscp.rawdicom import syntax_for
 
 OPTION_SETS = {
@@ -81,6 +88,7 @@ def compressed(corpus: list[InputFile]) -> list[InputFile]:
 
 
 @pytest.mark.parametrize("write_xfer", ["+te", "+tb", "+ti", "+td"])
+@pytest.mark.filterwarnings(CORPUS_IMPLICIT_VR_AS_EXPLICIT)
 def test_compressed_cannot_be_converted(write_xfer: str, compressed: list[InputFile],
                                         tmp_path: Path) -> None:
     """Encapsulated data sets received via -xf cannot be decompressed: 0xA700, no file (§10.2).
@@ -98,6 +106,7 @@ def test_compressed_cannot_be_converted(write_xfer: str, compressed: list[InputF
 
 
 @pytest.mark.parametrize("mode", [[], ["+B"]], ids=["+t=", "+B"])
+@pytest.mark.filterwarnings(CORPUS_IMPLICIT_VR_AS_EXPLICIT)
 def test_compressed_kept_as_received(mode: list[str], compressed: list[InputFile], tmp_path: Path) -> None:
     """Accepted via -xf, encapsulated data sets are re-encoded (or copied) in their own syntax."""
     cmp = run_side_by_side(["-xf", STORESCP_CFG, "Default", *mode], one_per_file(compressed),

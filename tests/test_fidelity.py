@@ -15,6 +15,7 @@ import pytest
 
 from sidebyside import (
     BROKEN_DATA_SET_REFUSED,
+    CORPUS_IMPLICIT_VR_AS_EXPLICIT,
     SUCCESS,
     Comparison,
     InputFile,
@@ -25,7 +26,6 @@ from sidebyside import (
     parse_storescu_log,
     pydicom_corpus,
     run_side_by_side,
-    scp_servers,  # noqa: F401 - fixture, re-exported for tests in this module
 )
 
 OPTION_SETS = {
@@ -68,6 +68,7 @@ def _check_naming_counts(cmp: Comparison) -> list[str]:
     return problems
 
 
+@pytest.mark.filterwarnings(CORPUS_IMPLICIT_VR_AS_EXPLICIT)  # +xa accepts its JPEG context
 @pytest.mark.parametrize("sender", SENDERS)
 @pytest.mark.parametrize("options", OPTION_SETS.values(), ids=OPTION_SETS.keys())
 def test_fidelity(options: list[str], sender: str, corpus: list[InputFile], tmp_path: Path,
@@ -184,7 +185,7 @@ def test_parse_storescu_log() -> None:
     assert parse_storescu_log(rejected, ["/a", "/b"]) == ["assoc-rejected"] * 2
 
 
-def test_servers_accept_connections(scp_servers) -> None:  # noqa: F811 - fixture
+def test_servers_accept_connections(scp_servers) -> None:
     """The fixture starts DCMTK storescp on an ephemeral port and it accepts associations."""
     from sidebyside import send_dcmtk
 

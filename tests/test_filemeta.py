@@ -3,6 +3,8 @@ receive, and leaves anything unusual to pydicom."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from io import BytesIO
 
 import pytest
@@ -34,18 +36,28 @@ def test_same_bytes_as_pydicom(sop_class: str, instance: str, ts: str) -> None:
     assert out.getvalue() == pydicom_bytes(**kwargs)
 
 
+def outcome(write: Callable[[], bytes]) -> tuple:
+    """What ``write`` returned or raised, and what pydicom warned on the way (hostile UIDs)."""
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            got: tuple = ("ok", write())
+        except Exception as exc:  # noqa: BLE001 - then ours must raise the same
+            got = ("raised", type(exc), str(exc))
+    return got, [(w.category, str(w.message)) for w in warned]
+
+
+def our_bytes(request: MetaRequest) -> bytes:
+    out = BytesIO()
+    _write(out, request)
+    return out.getvalue()
+
+
 @pytest.mark.parametrize("instance", ["", "1.02.3", "1.2.3 ", "1." + "2" * 63, "1.2.3\\4.5", None])
 def test_unusual_uids_go_through_pydicom(instance) -> None:
+    """Same bytes, same exception and the same warnings as pydicom's own path."""
     request = MetaRequest(sop_class_uid=CT, sop_instance_uid=instance, transfer_syntax="1.2.840.10008.1.2",
                           implementation_uid="1.2.3", implementation_version="X")
     assert encode_meta(request) is None
-    try:
-        expected = pydicom_bytes(sop_class_uid=CT, sop_instance_uid=instance, transfer_syntax="1.2.840.10008.1.2",
-                                 implementation_uid="1.2.3", implementation_version="X")
-    except Exception as exc:  # noqa: BLE001 - then ours must raise the same
-        with pytest.raises(type(exc)):
-            _write(BytesIO(), request)
-        return
-    out = BytesIO()
-    _write(out, request)
-    assert out.getvalue() == expected
+    expected = outcome(lambda: pydicom_bytes(**request))
+    assert outcome(lambda: our_bytes(request)) == expected

@@ -9,7 +9,6 @@ directory error right after option parsing instead of listening. Where 3.6.9 dif
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path

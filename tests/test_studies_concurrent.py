@@ -15,7 +15,6 @@ import pydicom
 from sidebyside import (
     StudySpec,
     exec_log_lines,
-    scp_servers,  # noqa: F401 - fixture
     send_pynetdicom,
     synthetic_study,
     wait_exec_lines,

@@ -14,11 +14,9 @@ import sqlite3
 from pathlib import Path
 
 from sidebyside import (
-    ScenarioAssociation,
     StudySpec,
     exec_log_lines,
     scp_server,
-    scp_servers,  # noqa: F401 - fixture
     send_pynetdicom,
     spoolscp_queue_stats,
     synthetic_study,

@@ -12,8 +12,6 @@ event ran after the study's last object was written and after its rename.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pydicom
 import pytest
 

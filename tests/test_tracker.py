@@ -1,6 +1,5 @@
 """The study tracker decides folders, names and ends of study in reception order (spec §6, §7)."""
 
-import json
 from datetime import datetime
 
 import pytest
