@@ -572,8 +572,10 @@ def send_pynetdicom(port: int, files: Sequence[InputFile], log: Path,
                     after_each: Callable[[int], None] | None = None) -> list[str]:
     """One pynetdicom association proposing each file's own (class, TS); files sent by path.
 
-    Sending by path makes pynetdicom send the file's data set bytes as stored, without a
-    decode/encode round trip, so both servers get exactly the same bytes. ``after_each(i)``
+    pynetdicom 3.0.4 (``STORE_SEND_CHUNKED_DATASET`` off) reads each file with ``dcmread``
+    and encodes the data set again, deterministically: both servers get the same bytes,
+    though not always the file's own (a file whose VR encoding contradicts its transfer
+    syntax is sent re-encoded, with pydicom's warning). ``after_each(i)``
     runs after the i-th file, inside the association (e.g. to stay idle past ``-tos``).
     """
     from pynetdicom import AE
