@@ -266,10 +266,17 @@ Node = Union[Element, Sequence, PixelSequence]
 # The parser
 
 _ITEM_FRAME, _SEQUENCE_FRAME, _PIXEL_FRAME = range(3)
-_HH = {False: struct.Struct("<HH"), True: struct.Struct(">HH")}
 _HHI = {False: struct.Struct("<HHI"), True: struct.Struct(">HHI")}
 _H = {False: struct.Struct("<H"), True: struct.Struct(">H")}
 _I = {False: struct.Struct("<I"), True: struct.Struct(">I")}
+_HH2SH = {False: struct.Struct("<HH2sH"), True: struct.Struct(">HH2sH")}
+"""An explicit VR element header: group, element, VR code, 2-byte length (or reserved)."""
+_DELIMITER_ELEMENTS = frozenset((0xE000, 0xE00D, 0xE0DD))
+_AMBIGUOUS_VRS = frozenset(("xs", "ox", "px"))
+"""Dictionary VRs that ``_resolve_implicit_vr`` may settle from the current item."""
+_SPECIAL_VRS = frozenset(("SQ", "px", "ox"))
+"""VRs whose defined-length element is not a plain Element in the frame's encoding (``_add``)."""
+_SPECIAL_VRS_CONVERT_UN = _SPECIAL_VRS | {"UN"}
 
 
 class _Frame:
@@ -327,8 +334,10 @@ def _resolve_implicit_vr(buf, frame: _Frame, tag: int, vr: str) -> str:
     return vr
 
 
-def _unknown_explicit_vr(code: bytes, tag: int) -> tuple[str, bool]:
-    """DCMTK's rules for a VR it does not know: guess the length field size or give up."""
+def _explicit_vr(code: bytes, tag: int) -> tuple[str, bool]:
+    """DCMTK's rules for a VR it does not know or cannot use: guess the length field size or give up."""
+    if code in _EXPLICIT_VRS:
+        raise BrokenDataSet(f"unusable VR {code!r} in ({tag >> 16:04X},{tag & 0xFFFF:04X})")
     first, second = code[0], code[1]
     if 0x41 <= first <= 0x5A and 0x41 <= second <= 0x5A:
         if code == b"OX" and tag == PIXEL_DATA:
@@ -347,6 +356,7 @@ class _Reader:
         self.pos = start
         self.end = end
         self.convert_un = convert_un
+        self.special = _SPECIAL_VRS_CONVERT_UN if convert_un else _SPECIAL_VRS
         self.root: list[Node] = []
         self.stack = [_Frame(_ITEM_FRAME, self.root, None, syntax.implicit, syntax.big, "data set")]
 
@@ -362,7 +372,7 @@ class _Reader:
                     raise BrokenDataSet(f"data set ends inside {frame.what}")
                 break
             elif frame.kind == _ITEM_FRAME:
-                if self._element(frame):
+                if self._elements(frame):
                     break  # item delimiter at the top level: DCMTK stops reading there
             else:
                 self._item_header(frame)
@@ -371,51 +381,78 @@ class _Reader:
 
     def _pop(self) -> None:
         frame = self.stack.pop()
-        if frame.kind == _ITEM_FRAME:
+        if frame.unsorted:  # only items are ever unsorted
             _close_item(frame)
 
     def _need(self, count: int, what: str) -> None:
         if self.pos + count > self.end:
             raise BrokenDataSet(f"data set ends inside {what} at offset {self.pos}")
 
-    def _element(self, frame: _Frame) -> bool:
-        """Read one element header of *frame* and dispatch on it; True ends the data set."""
-        buf, pos, big = self.buf, self.pos, frame.big
-        self._need(8, "an element header")
-        group, elem = _HH[big].unpack_from(buf, pos)
-        tag = group << 16 | elem
-        if group == 0xFFFE and elem in (0xE000, 0xE00D, 0xE0DD):
-            self.pos = pos + 8
-            if tag != ITEM_DELIMITER:
-                raise BrokenDataSet(f"unexpected ({group:04X},{elem:04X}) in {frame.what}")
-            if len(self.stack) == 1:
-                return True
-            self._pop()
-            return False
-        if frame.implicit:
-            vr = _resolve_implicit_vr(buf, frame, tag, dictionary_vr(tag))
-            length = _I[big].unpack_from(buf, pos + 4)[0]
-            pos += 8
-        else:
-            code = bytes(buf[pos + 4 : pos + 6])
-            vr_info = _EXPLICIT_VRS.get(code, False)
-            if vr_info is None:
-                raise BrokenDataSet(f"unusable VR {code!r} in ({group:04X},{elem:04X})")
-            vr, extended = vr_info or _unknown_explicit_vr(code, tag)
-            if extended:
-                self._need(12, "an element header")
-                length = _I[big].unpack_from(buf, pos + 8)[0]
-                pos += 12
-            else:
-                length = _H[big].unpack_from(buf, pos + 6)[0]
+    def _elements(self, frame: _Frame) -> bool:
+        """Read elements of item *frame* until it ends or opens a container; True ends the data set.
+
+        A scan spends its time here, so the common element (defined length, a VR that makes a
+        plain Element) is read inline with locals; containers, delimiters and odd VRs go to
+        ``_add`` / ``_delimiter``, which hold the rules.
+        """
+        buf, end, stack, nodes, big, implicit = self.buf, self.end, self.stack, frame.nodes, frame.big, frame.implicit
+        item_end, special = frame.end, self.special
+        stop = end if item_end is None or item_end > end else item_end
+        header = (_HHI if implicit else _HH2SH)[big].unpack_from
+        unpack_length = _I[big].unpack_from
+        last_tag, unsorted, pos = frame.last_tag, frame.unsorted, self.pos
+        while pos < stop:
+            if pos + 8 > end:
+                raise BrokenDataSet(f"data set ends inside an element header at offset {pos}")
+            fields = header(buf, pos)
+            group, elem = fields[0], fields[1]
+            tag = group << 16 | elem
+            if group == 0xFFFE and elem in _DELIMITER_ELEMENTS:
+                frame.last_tag, frame.unsorted = last_tag, unsorted
+                return self._delimiter(frame, pos, tag)
+            if implicit:
+                vr = _dictionary_cache.get(tag) or dictionary_vr(tag)
+                if vr in _AMBIGUOUS_VRS:
+                    vr = _resolve_implicit_vr(buf, frame, tag, vr)
+                length = fields[2]
                 pos += 8
-        self.pos = pos
-        if frame.end is not None and length != UNDEFINED and 0 <= frame.end - pos < length:
-            raise BrokenDataSet(f"({group:04X},{elem:04X}) is longer than its item")
-        if tag <= frame.last_tag:
-            frame.unsorted = True
-        frame.last_tag = tag
-        self._add(frame, tag, vr, length)
+            else:
+                vr, extended = _EXPLICIT_VRS.get(fields[2], False) or _explicit_vr(fields[2], tag)
+                if extended:
+                    if pos + 12 > end:
+                        raise BrokenDataSet(f"data set ends inside an element header at offset {pos}")
+                    length = unpack_length(buf, pos + 8)[0]
+                    pos += 12
+                else:
+                    length = fields[3]
+                    pos += 8
+            if item_end is not None and length != UNDEFINED and 0 <= item_end - pos < length:
+                raise BrokenDataSet(f"({group:04X},{elem:04X}) is longer than its item")
+            if tag <= last_tag:
+                unsorted = True
+            last_tag = tag
+            if length == UNDEFINED or vr in special:
+                self.pos, frame.last_tag, frame.unsorted = pos, last_tag, unsorted
+                self._add(frame, tag, vr, length)
+                if stack[-1] is not frame:
+                    return False
+                pos = self.pos
+            elif pos + length > end:
+                raise BrokenDataSet(f"data set ends inside the value of ({group:04X},{elem:04X}) at offset {pos}")
+            else:
+                nodes.append(Element(tag, vr, pos, length, big))
+                pos += length
+        self.pos, frame.last_tag, frame.unsorted = pos, last_tag, unsorted
+        return False
+
+    def _delimiter(self, frame: _Frame, pos: int, tag: int) -> bool:
+        """An item or sequence delimiter (or item) where an element was expected."""
+        self.pos = pos + 8
+        if tag != ITEM_DELIMITER:
+            raise BrokenDataSet(f"unexpected ({tag >> 16:04X},{tag & 0xFFFF:04X}) in {frame.what}")
+        if len(self.stack) == 1:
+            return True
+        self._pop()
         return False
 
     def _add(self, frame: _Frame, tag: int, vr: str, length: int) -> None:
@@ -449,24 +486,25 @@ class _Reader:
 
     def _item_header(self, frame: _Frame) -> None:
         """Read one item or delimiter header inside a sequence or pixel sequence."""
-        self._need(8, "an item header")
-        group, elem, length = _HHI[frame.big].unpack_from(self.buf, self.pos)
-        self.pos += 8
-        tag = group << 16 | elem
-        if tag == SEQUENCE_DELIMITER:
+        pos = self.pos
+        if pos + 8 > self.end:
+            raise BrokenDataSet(f"data set ends inside an item header at offset {pos}")
+        group, elem, length = _HHI[frame.big].unpack_from(self.buf, pos)
+        self.pos = pos = pos + 8
+        if group != 0xFFFE or elem != 0xE000:
+            if group != 0xFFFE or elem != 0xE0DD:
+                raise BrokenDataSet(f"({group:04X},{elem:04X}) found instead of an item in {frame.what}")
             self.stack.pop()
-        elif tag != ITEM:
-            raise BrokenDataSet(f"({group:04X},{elem:04X}) found instead of an item in {frame.what}")
         elif frame.kind == _PIXEL_FRAME:
             if length == UNDEFINED:
                 raise BrokenDataSet("pixel data fragment with undefined length")
             self._need(length, "a pixel data fragment")
-            frame.nodes.append((self.pos, length))
-            self.pos += length
+            frame.nodes.append((pos, length))
+            self.pos = pos + length
         else:
             item: list[Node] = []
             frame.nodes.append(item)
-            end = None if length == UNDEFINED else self.pos + length
+            end = None if length == UNDEFINED else pos + length
             self.stack.append(_Frame(_ITEM_FRAME, item, end, frame.implicit, frame.big, "an item"))
 
 
@@ -509,7 +547,14 @@ def has_encapsulated_pixels(nodes: list[Node]) -> bool:
 
     Without codecs dcmdata can write such a data set only in the transfer syntax it came in.
     """
-    return any(isinstance(node, PixelSequence) for node in walk(nodes))
+    pending = [nodes]  # any order will do: no generators, unlike walk()
+    while pending:
+        for node in pending.pop():
+            if isinstance(node, PixelSequence):
+                return True
+            if isinstance(node, Sequence):
+                pending.extend(node.items)
+    return False
 
 
 def normalize_string(raw: bytes, vr: str) -> bytes:
@@ -555,6 +600,11 @@ class Spool:
         return self.meta.get(tag, b"").rstrip(b"\0 ").decode("ascii", "replace")
 
 
+_META_EXTENDED_VRS = frozenset(
+    (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV")
+)
+
+
 def _read_meta(buf) -> tuple[dict[int, bytes], int]:
     """Parse the explicit VR LE file meta group; return its values and the data set offset."""
     if len(buf) < 132 or buf[128:132] != b"DICM":
@@ -563,17 +613,15 @@ def _read_meta(buf) -> tuple[dict[int, bytes], int]:
     pos, end = 132, len(buf)
     group_end = None
     while pos + 8 <= end and (group_end is None or pos < group_end):
-        group, elem = _HH[False].unpack_from(buf, pos)
+        group, elem, code, length = _HH2SH[False].unpack_from(buf, pos)
         if group != 2:
             break
-        code = bytes(buf[pos + 4 : pos + 6])
-        if code in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"):
+        if code in _META_EXTENDED_VRS:
             if pos + 12 > end:
                 raise BrokenDataSet("file meta ends inside an element header")
             length = _I[False].unpack_from(buf, pos + 8)[0]
             pos += 12
         else:
-            length = _H[False].unpack_from(buf, pos + 6)[0]
             pos += 8
         if pos + length > end:
             raise BrokenDataSet("file meta element value past the end of the file")
@@ -704,14 +752,23 @@ class SpoolInfo:
     encapsulated_pixels: bool = False
 
 
-def _top_level(buf, nodes: list[Node], tag: int) -> bytes | None:
-    """Return the raw value of a top-level element (dcmdata's findAndGet*, no deep search)."""
+_SCANNED_TAGS = (0x00080005, SOP_CLASS_UID, SOP_INSTANCE_UID, 0x00100010, 0x0020000D)
+
+
+def _top_level(buf, nodes: list[Node], tags: tuple[int, ...]) -> dict[int, bytes | None]:
+    """Return the raw values of top-level elements (dcmdata's findAndGet*, no deep search).
+
+    One pass: the top level is sorted by tag and holds each tag once. A sequence is ``None``.
+    """
+    values: dict[int, bytes | None] = dict.fromkeys(tags)
+    last = max(tags)
     for node in nodes:
-        if node.tag == tag:
-            return bytes(buf[node.offset : node.offset + node.length]) if isinstance(node, Element) else None
-        if node.tag > tag:
+        tag = node.tag
+        if tag > last:
             break
-    return None
+        if tag in values and isinstance(node, Element):
+            values[tag] = bytes(buf[node.offset : node.offset + node.length])
+    return values
 
 
 def _uid_text(value: bytes | None) -> str | None:
@@ -730,16 +787,16 @@ def scan_spool(source: SpoolSource, convert_un: bool = False) -> SpoolInfo:
     """
     with open_spool(source) as spool:
         nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, convert_un)
-        buf = spool.data
+        values = _top_level(spool.data, nodes, _SCANNED_TAGS)
         return SpoolInfo(
             transfer_syntax=spool.transfer_syntax,
             dataset_offset=spool.dataset_offset,
             affected_sop_class_uid=spool.meta_uid(0x0002),
             affected_sop_instance_uid=spool.meta_uid(0x0003),
-            sop_class_uid=_uid_text(_top_level(buf, nodes, SOP_CLASS_UID)),
-            sop_instance_uid=_uid_text(_top_level(buf, nodes, SOP_INSTANCE_UID)),
-            study_instance_uid=_uid_text(_top_level(buf, nodes, 0x0020000D)),
-            patient_name=_top_level(buf, nodes, 0x00100010),
-            specific_character_set=_top_level(buf, nodes, 0x00080005),
+            sop_class_uid=_uid_text(values[SOP_CLASS_UID]),
+            sop_instance_uid=_uid_text(values[SOP_INSTANCE_UID]),
+            study_instance_uid=_uid_text(values[0x0020000D]),
+            patient_name=values[0x00100010],
+            specific_character_set=values[0x00080005],
             encapsulated_pixels=has_encapsulated_pixels(nodes),
         )
