@@ -12,6 +12,7 @@ import itertools
 import logging
 import random
 import struct
+import threading
 import warnings
 from io import BytesIO
 from pathlib import Path
@@ -88,12 +89,17 @@ def pynetdicoms_own() -> Iterator[None]:
 
 
 class Records(logging.Handler):
+    """The records of the thread that decodes: another test's pynetdicom threads, still
+    winding down, may log to the same loggers: a cause suspected for one unexplained failure."""
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.seen: list[tuple[str, int, str]] = []
+        self.thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.seen.append((record.name, record.levelno, record.getMessage()))
+        if record.thread == self.thread:
+            self.seen.append((record.name, record.levelno, record.getMessage()))
 
 
 @contextlib.contextmanager
