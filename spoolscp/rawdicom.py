@@ -594,6 +594,9 @@ class Spool:
     start: int
     end: int
     syntax: Syntax
+    fileno: int | None = None
+    """The spool file's descriptor while the block runs (None: bytes from the job table),
+    for a copy of *raw* that the kernel makes without mapping it in (``workers.encoder``)."""
 
     def meta_uid(self, tag: int) -> str:
         """Return a file meta UID as text, without padding."""
@@ -677,15 +680,16 @@ SpoolSource = str | os.PathLike | bytes | bytearray
 
 
 @contextmanager
-def _raw(source: SpoolSource) -> Iterator[mmap.mmap | bytes | bytearray]:
-    """The bytes of a spool file (mapped or read, ``_map``), or the bytes themselves."""
+def _raw(source: SpoolSource) -> Iterator[tuple[mmap.mmap | bytes | bytearray, int | None]]:
+    """The bytes of a spool file (mapped or read, ``_map``) and its descriptor, or the
+    bytes themselves (no descriptor)."""
     if isinstance(source, (bytes, bytearray)):
-        yield source
+        yield source, None
         return
     with open(source, "rb") as fileobj:
         raw = _map(fileobj)
         try:
-            yield raw
+            yield raw, fileobj.fileno()
         finally:
             _unmap(raw)
 
@@ -697,7 +701,7 @@ def open_spool(source: SpoolSource, inflate: bool = True) -> Iterator[Spool]:
     ``source`` is the file's path or its bytes. ``inflate=False`` is for readers of the
     raw bytes only (``+B``): *data* is then the deflated stream as received.
     """
-    with _raw(source) as raw:
+    with _raw(source) as (raw, fileno):
         inflated = None
         try:
             meta, offset = _read_meta(raw)
@@ -710,7 +714,7 @@ def open_spool(source: SpoolSource, inflate: bool = True) -> Iterator[Spool]:
                 data, start = _map(inflated), 0
                 end = len(data)
                 syntax = syntax_for(EXPLICIT_LE)
-            yield Spool(raw, meta, offset, uid, data, start, end, syntax)
+            yield Spool(raw, meta, offset, uid, data, start, end, syntax, fileno)
         finally:
             if inflated is not None:
                 if data is not raw:

@@ -452,3 +452,63 @@ def test_large_values_are_streamed(tmp_path: Path) -> None:
     with out.open("rb") as f:
         f.seek(-4, 2)
         assert f.read() == bytes([0xFD, 0xFC, 0xFF, 0xFE])  # last two words swapped
+
+
+# ------------------------------------------------------------------------------ kernel copy
+
+def kernel_copies(monkeypatch, fail_with: int | None = None, after: int = 0) -> list[int]:
+    """Record the byte counts ``copy_file_range`` copied; ``fail_with`` an errno raised once
+    ``after`` calls have copied (0: at once)."""
+    copied: list[int] = []
+    real = encoder.os.copy_file_range
+
+    def copy(src: int, dst: int, count: int, offset_src: int | None = None) -> int:
+        if fail_with is not None and len(copied) >= after:
+            raise OSError(fail_with, "refused by the test")
+        n = real(src, dst, min(count, 4096), offset_src)  # small steps: the loop must resume right
+        copied.append(n)
+        return n
+
+    monkeypatch.setattr(encoder.os, "copy_file_range", copy)
+    return copied
+
+
+def file_output(spool: Path, e: Encoding, out: Path) -> bytes:
+    with out.open("wb") as f:
+        write_output(spool, f, e, "SENDER")
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("e", [Encoding(), Encoding(bit_preserving=True)], ids=["copied", "+B"])
+def test_a_verbatim_copy_to_a_file_is_made_by_the_kernel(e: Encoding, tmp_path: Path, monkeypatch) -> None:
+    """To a real file the received bytes go by ``copy_file_range`` (nothing through Python),
+    behind the header written first, with the same result as the copy through memory."""
+    spool = spool_file(tmp_path / "s.dcm", uids(LE) + LE.el(0x7FE00010, "OW", bytes(range(256)) * 80), EXPLICIT_LE)
+    expected = ours(spool, e, "SENDER")  # a BytesIO has no descriptor: the copy through memory
+    copied = kernel_copies(monkeypatch)
+    assert file_output(spool, e, tmp_path / "out.dcm") == expected
+    assert sum(copied) == len(expected) - 132 - meta_length(expected)  # the whole data set
+    assert len(copied) > 1
+
+
+def meta_length(output: bytes) -> int:
+    """The length of the file meta group after ``DICM`` (its group length plus 12)."""
+    return 12 + struct.unpack_from("<I", output, 132 + 8)[0]
+
+
+def test_a_file_system_that_cannot_copy_gets_the_copy_through_memory(tmp_path: Path, monkeypatch) -> None:
+    spool = spool_file(tmp_path / "s.dcm", uids(LE) + LE.el(0x7FE00010, "OW", bytes(9000)), EXPLICIT_LE)
+    expected = ours(spool, Encoding(), "SENDER")
+    kernel_copies(monkeypatch, fail_with=encoder.errno.EXDEV)
+    assert file_output(spool, Encoding(), tmp_path / "out.dcm") == expected
+
+
+def test_an_error_after_part_of_the_copy_is_the_writes_own(tmp_path: Path, monkeypatch) -> None:
+    """An error once part of the data set is copied (a full disk, say) is raised: the job
+    fails and is retried. Even an errno that means "cannot copy" at the start does not
+    append a second copy through memory behind the first part."""
+    spool = spool_file(tmp_path / "s.dcm", uids(LE) + LE.el(0x7FE00010, "OW", bytes(9000)), EXPLICIT_LE)
+    kernel_copies(monkeypatch, fail_with=encoder.errno.EXDEV, after=1)
+    with pytest.raises(OSError) as raised:
+        file_output(spool, Encoding(), tmp_path / "out.dcm")
+    assert raised.value.errno == encoder.errno.EXDEV

@@ -9,6 +9,8 @@ raw deflate at ``+cl``'s level, as DCMTK's zlib filter writes it.
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -104,17 +106,56 @@ def _write_bit_preserving(source: SpoolSource, f: BinaryIO, encoding: Encoding, 
             f.write(_PREAMBLE)
             f.write(file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
                               identity.BIT_PRESERVING_VERSION_NAME, calling_ae))
-        _copy_range(spool.raw, spool.dataset_offset, len(spool.raw), f)
+        _copy_range(spool.raw, spool.dataset_offset, len(spool.raw), f, spool.fileno)
 
 
-def _copy_range(buf, start: int, end: int, sink) -> None:  # type: ignore[no-untyped-def]
-    """Write ``buf[start:end]`` in bounded chunks (a mapped 1 GB file is never one buffer)."""
+def _copy_range(buf, start: int, end: int, sink, fileno: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Write ``buf[start:end]`` in bounded chunks (a mapped 1 GB file is never one buffer).
+
+    ``fileno`` is the file whose bytes ``buf`` maps: the kernel then copies from it to a
+    plain file ``sink`` (:func:`_kernel_copy`).
+    """
+    if fileno is not None and _kernel_copy(fileno, start, end, sink):
+        return
     view = memoryview(buf)
     try:
         for offset in range(start, end, _COPY_CHUNK):
             sink.write(view[offset : min(offset + _COPY_CHUNK, end)])
     finally:
         view.release()
+
+
+# Errors that mean "this kernel or file system cannot copy between these files": the
+# bytes then go through Python, as before; any other error is the write's own (ENOSPC ...).
+_NO_KERNEL_COPY = frozenset((errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF))
+
+
+def _kernel_copy(src: int, start: int, end: int, sink) -> bool:  # type: ignore[no-untyped-def]
+    """Append bytes ``start:end`` of file ``src`` to the file ``sink`` with ``copy_file_range``.
+
+    No page of the spool file is faulted into our mapping and nothing passes through
+    Python: :func:`write_output` of a 64 MB object costs 30-31 ms of CPU here against
+    49-52 ms with mapped slices written out. False (nothing copied) where the kernel
+    cannot do it, or ``sink`` is not a file (a deflater, a BytesIO).
+    """
+    try:
+        dst = sink.fileno()
+    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+        return False
+    sink.flush()
+    offset = start
+    try:
+        while offset < end:
+            copied = os.copy_file_range(src, dst, end - offset, offset)
+            if copied == 0:
+                raise OSError(errno.EIO, f"spool file ended at byte {offset} of {end}")
+            offset += copied
+    except OSError as exc:
+        if offset == start and exc.errno in _NO_KERNEL_COPY:
+            return False
+        raise
+    sink.seek(0, os.SEEK_END)  # the copy moved the descriptor, not the file object's idea of it
+    return True
 
 
 def _write_normal(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
@@ -142,7 +183,7 @@ def _write_normal(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_
         f.write(header)
         sink = _Deflater(f, encoding.compression_level) if syntax.deflated else f
         if layout is None:
-            _copy_range(spool.data, spool.start, spool.end, sink)
+            _copy_range(spool.data, spool.start, spool.end, sink, spool.fileno if spool.data is spool.raw else None)
         else:
             layout.emit(nodes, sink)
         if isinstance(sink, _Deflater):
