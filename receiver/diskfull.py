@@ -15,7 +15,7 @@ fragment. :func:`install` gives it a :class:`SpoolingFile` instead:
 * when the spool's file system is full, the write raises inside the association's
   reactor thread (the association is aborted at best). The file remembers the first
   write error instead of raising it, frees what it had written, and swallows the rest
-  of the data set; the C-STORE handler then asks :func:`write_error` and answers
+  of the data set; the C-STORE handler then asks :meth:`SpoolingFile.write_error` and answers
   "Out of Resources". Nothing is acknowledged that is not on disk, and the
   association stays usable for objects that fit later.
 
@@ -28,20 +28,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import threading
-import weakref
 from typing import Any
 
 from pynetdicom import dimse_messages
 
 from receiver import writebehind
 from spoolscp import spool
-
-_errors: dict[str, OSError] = {}
-# Files still being received, by name; weak, so an abandoned transfer's file is still collected.
-_open: "weakref.WeakValueDictionary[str, SpoolingFile]" = weakref.WeakValueDictionary()
-_errors_lock = threading.Lock()
-
 
 class SpoolingFile:
     """The chunked-receive file (``NamedTemporaryFile``'s interface as pynetdicom uses
@@ -52,12 +44,11 @@ class SpoolingFile:
         self._fd = -1  # no file until data must reach the disk (``_write_pending``)
         self.file = self  # pynetdicom calls ``.file.flush()``
         self.failed = False
+        self._error: OSError | None = None  # the first write error, until it is asked for
         self._pending: list[bytes | memoryview] = []  # received, not yet handed to the kernel
         self._pending_size = 0
         self._size = 0  # bytes handed to the kernel
         self._write_behind = writebehind.WriteBehind()
-        with _errors_lock:
-            _open[self.name] = self
 
     def write(self, data: bytes | memoryview) -> int:
         """Keep ``data`` (no copy: pynetdicom's fragments are immutable; anything else is
@@ -85,7 +76,7 @@ class SpoolingFile:
     def held(self, limit: int) -> bytes | None:
         """The complete object, if it is still only in memory and at most ``limit`` bytes.
 
-        The caller takes it over, instead of calling :func:`write_error` and reading the
+        The caller takes it over, instead of calling :meth:`write_error` and reading the
         file: the file is then never created (``close`` writes only to a file that
         exists, so an object no one asked for never reaches the disk either).
         """
@@ -95,9 +86,14 @@ class SpoolingFile:
         self._pending, self._pending_size = [], 0
         return data
 
+    def write_error(self) -> OSError | None:
+        """Flush what is still buffered, then return the error that kept the object from
+        being written completely (and forget it: it is reported once), if any."""
+        self.flush_all()
+        error, self._error = self._error, None
+        return error
+
     def close(self) -> None:
-        with _errors_lock:
-            _open.pop(self.name, None)
         if self._fd >= 0:
             self.flush_all()
             fd, self._fd = self._fd, -1
@@ -126,8 +122,7 @@ class SpoolingFile:
             if self.failed:
                 return None
             self.failed = True
-            with _errors_lock:
-                _errors[self.name] = exc
+            self._error = exc
             with contextlib.suppress(OSError):  # give the space back to the objects being received
                 os.truncate(self.name, 0)
             return None
@@ -161,17 +156,6 @@ def _free_name(folder: str) -> str:
 def _create(path: str) -> int:
     """The spool-style file ``path`` (a new name: :func:`spool.new_spool_name`), write-only."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-
-
-def write_error(path: os.PathLike | str) -> OSError | None:
-    """Flush what is still buffered for ``path``, then return the error that kept it from
-    being written completely (and forget it), if any."""
-    with _errors_lock:
-        spooling = _open.get(os.fspath(path))
-    if spooling is not None:
-        spooling.flush_all()
-    with _errors_lock:
-        return _errors.pop(os.fspath(path), None)
 
 
 def install() -> None:

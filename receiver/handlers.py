@@ -152,8 +152,7 @@ class StoreHandler:
         if self.output.get("ignore"):
             return self.ignored(event.assoc)
         received = Path(event.dataset_path)
-        data = self.held(req)
-        failure = diskfull.write_error(received) if data is None else None
+        data, failure = self.received(req)
         if failure is not None:
             log.error("cannot spool received object %s: %s", sop_instance, failure)
             return OUT_OF_RESOURCES
@@ -165,10 +164,14 @@ class StoreHandler:
         return self.accept(received, info, sop_class, sop_instance, str(event.context.transfer_syntax),
                            self.peer(event.assoc), data)[0]
 
-    def held(self, req: Any) -> bytes | None:
-        """A small object's bytes, still in memory, to spool in the job table (no file)."""
+    def received(self, req: Any) -> tuple[bytes | None, OSError | None]:
+        """The received object's bytes if it is small enough to spool in the job table (no
+        file then), and the error that kept it from being written completely, if any."""
         spooling = getattr(req, "_dataset_file", None)
-        return spooling.held(self.spool_in_db_max) if isinstance(spooling, diskfull.SpoolingFile) else None
+        if not isinstance(spooling, diskfull.SpoolingFile):
+            return None, None
+        data = spooling.held(self.spool_in_db_max)
+        return data, None if data is not None else spooling.write_error()
 
     def accept(self, received: Path, info: SpoolInfo, sop_class: str, sop_instance: str,
                transfer_syntax: str, peer: Peer, data: bytes | None = None) -> tuple[int, int | None]:

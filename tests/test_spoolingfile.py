@@ -39,7 +39,7 @@ def receive(pieces: list[bytes]) -> diskfull.SpoolingFile:
     for piece in pieces:
         f.write(piece)
         f.file.flush()
-    assert diskfull.write_error(f.name) is None
+    assert f.write_error() is None
     return f
 
 
@@ -93,12 +93,12 @@ def test_a_write_error_is_remembered_the_file_emptied_and_the_rest_swallowed(inc
     f.write(b"x" * 100)
     monkeypatch.setattr(diskfull.os, "writev", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left")))
     f.write(b"y" * 100)
-    error = diskfull.write_error(f.name)
+    error = f.write_error()
     assert isinstance(error, OSError) and error.errno == 28
     f.write(b"z")  # swallowed
     f.close()
     assert Path(f.name).stat().st_size == 0
-    assert diskfull.write_error(f.name) is None  # reported once
+    assert f.write_error() is None  # reported once
 
 
 def spool_files() -> list[str]:
@@ -138,7 +138,7 @@ def test_a_file_that_cannot_be_created_is_a_write_error_and_leaves_nothing_to_cl
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     f = diskfull.SpoolingFile(dir=str(tmp_path / "gone"), delete=False, mode="wb", suffix=".dcm")
     f.write(b"x" * 100)
-    assert isinstance(diskfull.write_error(f.name), FileNotFoundError)  # the handler answers 0xA700
+    assert isinstance(f.write_error(), FileNotFoundError)  # the handler answers 0xA700
     f.close()
     del f
     gc.collect()
@@ -164,7 +164,7 @@ def test_an_object_already_partly_on_disk_is_not_handed_over(incoming: Path) -> 
     f.write(bytes(size))
     f.file.flush()  # a whole chunk: written to the file at once
     assert f.held(1 << 30) is None
-    assert diskfull.write_error(f.name) is None
+    assert f.write_error() is None
     f.close()
     assert Path(f.name).stat().st_size == size
 
