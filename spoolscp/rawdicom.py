@@ -595,8 +595,9 @@ class Spool:
     end: int
     syntax: Syntax
     fileno: int | None = None
-    """The spool file's descriptor while the block runs (None: bytes from the job table),
-    for a copy of *raw* that the kernel makes without mapping it in (``workers.encoder``)."""
+    """The descriptor of the file *data* holds while the block runs (the spool file, or
+    the inflated copy; None: bytes from the job table), for a copy of *data* that the
+    kernel makes without mapping it in (``workers.encoder``)."""
 
     def meta_uid(self, tag: int) -> str:
         """Return a file meta UID as text, without padding."""
@@ -711,7 +712,7 @@ def open_spool(source: SpoolSource, inflate: bool = True) -> Iterator[Spool]:
             if syntax.deflated and inflate:
                 folder = "" if isinstance(source, (bytes, bytearray)) else os.path.dirname(os.fspath(source))
                 inflated = _inflate(raw, offset, len(raw), folder)
-                data, start = _map(inflated), 0
+                data, start, fileno = _map(inflated), 0, inflated.fileno()
                 end = len(data)
                 syntax = syntax_for(EXPLICIT_LE)
             yield Spool(raw, meta, offset, uid, data, start, end, syntax, fileno)

@@ -479,11 +479,13 @@ def file_output(spool: Path, e: Encoding, out: Path) -> bytes:
     return out.read_bytes()
 
 
-@pytest.mark.parametrize("e", [Encoding(), Encoding(bit_preserving=True)], ids=["copied", "+B"])
-def test_a_verbatim_copy_to_a_file_is_made_by_the_kernel(e: Encoding, tmp_path: Path, monkeypatch) -> None:
-    """To a real file the received bytes go by ``copy_file_range`` (nothing through Python),
-    behind the header written first, with the same result as the copy through memory."""
-    spool = spool_file(tmp_path / "s.dcm", uids(LE) + LE.el(0x7FE00010, "OW", bytes(range(256)) * 80), EXPLICIT_LE)
+@pytest.mark.parametrize(("e", "ts"), [(Encoding(), EXPLICIT_LE), (Encoding(bit_preserving=True), EXPLICIT_LE),
+                                       (Encoding(xfer="little"), DEFLATED_LE)], ids=["copied", "+B", "inflated"])
+def test_a_verbatim_copy_to_a_file_is_made_by_the_kernel(e: Encoding, ts: str, tmp_path: Path, monkeypatch) -> None:
+    """To a real file the received (or inflated) bytes go by ``copy_file_range`` (nothing
+    through Python), behind the header written first, with the same result as the copy
+    through memory."""
+    spool = spool_file(tmp_path / "s.dcm", uids(LE) + LE.el(0x7FE00010, "OW", bytes(range(256)) * 80), ts)
     expected = ours(spool, e, "SENDER")  # a BytesIO has no descriptor: the copy through memory
     copied = kernel_copies(monkeypatch)
     assert file_output(spool, e, tmp_path / "out.dcm") == expected

@@ -106,13 +106,13 @@ def _write_bit_preserving(source: SpoolSource, f: BinaryIO, encoding: Encoding, 
             f.write(_PREAMBLE)
             f.write(file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
                               identity.BIT_PRESERVING_VERSION_NAME, calling_ae))
-        _copy_range(spool.raw, spool.dataset_offset, len(spool.raw), f, spool.fileno)
+        _copy_range(spool.data, spool.dataset_offset, len(spool.data), f, spool.fileno)  # inflate=False: data is raw
 
 
 def _copy_range(buf, start: int, end: int, sink, fileno: int | None = None) -> None:  # type: ignore[no-untyped-def]
     """Write ``buf[start:end]`` in bounded chunks (a mapped 1 GB file is never one buffer).
 
-    ``fileno`` is the file whose bytes ``buf`` maps: the kernel then copies from it to a
+    ``fileno`` is the file whose bytes ``buf`` holds: the kernel then copies from it to a
     plain file ``sink`` (:func:`_kernel_copy`).
     """
     if fileno is not None and _kernel_copy(fileno, start, end, sink):
@@ -183,7 +183,7 @@ def _write_normal(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_
         f.write(header)
         sink = _Deflater(f, encoding.compression_level) if syntax.deflated else f
         if layout is None:
-            _copy_range(spool.data, spool.start, spool.end, sink, spool.fileno if spool.data is spool.raw else None)
+            _copy_range(spool.data, spool.start, spool.end, sink, spool.fileno)
         else:
             layout.emit(nodes, sink)
         if isinstance(sink, _Deflater):
