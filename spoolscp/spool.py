@@ -72,11 +72,10 @@ def commit(received: Path, spool_dir: Path, folder_sync: FolderSync) -> str:
     The file keeps its name, already a :func:`new_spool_name` (``receiver.diskfull``
     and the drop folder create it so), and must live on the same file system as
     ``spool_dir`` (pynetdicom's temp folder is pointed at ``spool_dir/incoming`` for
-    that reason). It is renamed before
-    its fsync: a journalling file system then commits the rename with the data, and
-    the folder's fsync (``folder_sync``, run at the same time) has next to nothing
-    left to do. A file renamed but not yet recorded is, like any spool file without a
-    job, one that was never acknowledged.
+    that reason). It is renamed before its fsync: a journalling file system then
+    commits the rename with the data, and the folder's fsync (``folder_sync``, run at
+    the same time) has next to nothing left to do. A file renamed but not yet recorded
+    is, like any spool file without a job, one that was never acknowledged.
     """
     name = received.name
     os.replace(received, spool_dir / name)
