@@ -22,7 +22,7 @@ from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
 from receiver import (command_codec, command_decode, directsend, fastpdata, fastrecv, fastsetup, filemeta,
-                      fragmentwrite, primitive_uids, reactor_wakeups)
+                      fragmentwrite, inline_dul, primitive_uids, reactor_wakeups)
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -88,6 +88,6 @@ def abort_association(assoc: Any, timeout: float = 5.0) -> None:
     assoc.acse.send_abort(0x00)
     deadline = time.monotonic() + timeout
     while assoc.dul.state_machine.current_state == state and time.monotonic() < deadline:
-        time.sleep(0.005)
+        inline_dul.wait(assoc, 0.005)  # on the association's own thread, its DUL sends the abort meanwhile
     evt.trigger(assoc, evt.EVT_ABORTED, {})
     assoc.kill()

@@ -15,6 +15,9 @@ soon as there is work:
   queues a DIMSE message or an ACSE primitive for it, finishes a state-machine action,
   or exits.
 
+The receiver's own associations have no DUL thread (:mod:`receiver.inline_dul`): there
+the association thread's wait runs the DUL's passes instead.
+
 A wait is capped (:data:`IDLE_WAIT`), so the timers the loops check on every pass
 (ARTIM, network idle) still fire, at most that much late. Sleeps elsewhere in the two
 modules, and in other threads, stay real sleeps.
@@ -46,6 +49,8 @@ from types import CodeType
 from typing import Any, Callable
 
 from pynetdicom import association, dimse, dul, fsm
+
+from receiver import inline_dul
 
 IDLE_WAIT = 0.05  # longest wait of an idle reactor before it looks at its timers again
 
@@ -141,6 +146,9 @@ def _assoc_wait(assoc: association.Association, seconds: float) -> None:
     clearing the event there could take a wake-up from the reactor)."""
     if threading.current_thread() is not assoc:
         time.sleep(seconds)
+        return
+    if inline_dul.inline(assoc.dul):  # no DUL thread to wait for: run its passes
+        inline_dul.pump(assoc.dul, seconds)
         return
     wake = assoc._spool_wake
     wake.wait(seconds)

@@ -19,8 +19,8 @@ from typing import Any
 
 from pynetdicom import AE, _config, evt
 
-from receiver import (acceptor, commands, connection, datasettimeout, diskfull, dropfolder, handlers, prefork,
-                      pynetdicom_fixes, testoptions)
+from receiver import (acceptor, commands, connection, datasettimeout, diskfull, dropfolder, handlers, inline_dul,
+                      prefork, pynetdicom_fixes, testoptions)
 from receiver.acceptor import AcceptorPolicy
 from receiver.negotiation import VERIFICATION, DefaultRules, ProfileRules, Rules, preference
 from receiver.profiles import ProfileError
@@ -91,6 +91,7 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     pynetdicom_fixes.install()
     acceptor.install()
     connection.install()
+    inline_dul.install()  # after connection: it wraps the reactor connection's patch makes
     commands.install()
     _config.UNRESTRICTED_STORAGE_SERVICE = True  # a C-STORE is served on any accepted context (§2.6)
     # pynetdicom's own PDU/DIMSE log handlers run on every PDU; its log shows only with -d

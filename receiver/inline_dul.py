@@ -1,0 +1,202 @@
+"""One thread per association: the receiver's DUL runs inside its association thread.
+
+pynetdicom 3.0.4 gives every association two threads. The DUL thread reads each PDU,
+runs the state machine and hands what it decoded to the association thread through a
+queue; the association thread answers through another queue back to the DUL thread.
+Every hand-off is a wake-up and a GIL switch: an echo association cost the receiver 44
+context switches and 123 futex calls (17 and 54 with this module), and each C-STORE one
+more round trip.
+
+For the receiver's own associations (acceptor, an AE built by
+:func:`receiver.server.build_ae`, plain socket) :func:`install` starts no DUL thread.
+The association thread runs the DUL loop's passes itself (:func:`step`, one pass of
+``DULServiceProvider.run_reactor`` without its sleep) wherever it would have waited for
+that thread (:func:`pump`): in its reactor's idle wait, in ``kill``, while waiting for
+the A-ASSOCIATE-RQ, and in :func:`wait` (used by the receiver's own abort). What each
+pass does is unchanged, in the same order: queued primitives first, then the socket,
+then one state-machine event.
+
+Other threads (``-td``'s watchdog, shutdown) never run a pass: what they queue pokes the
+association thread's wait, and ``stop_dul`` from them only asks the association thread
+to stop its DUL. pynetdicom's requestor associations (the tests' SCUs) keep both threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+
+from receiver.fastpdata import plain_socket
+
+LOGGER = logging.getLogger("pynetdicom.dul")
+
+IDLE_WAIT = 0.05  # longest wait on the socket before the timers are looked at again
+
+_original = {name: getattr(DULServiceProvider, name) for name in ("start", "is_alive", "stop_dul", "receive_pdu")}
+
+
+def inline(provider: DULServiceProvider) -> bool:
+    """True if ``provider``'s passes run in its association's thread."""
+    return provider.__dict__.get("_spool_inline", False)
+
+
+def _ours(provider: DULServiceProvider) -> bool:
+    assoc = provider.assoc
+    return (assoc.is_acceptor and getattr(assoc.ae, "storescp_policy", None) is not None
+            and plain_socket(provider) is not None and threading.current_thread() is assoc)
+
+
+def _start(self: DULServiceProvider) -> None:
+    if not _ours(self):
+        return _original["start"](self)
+    self._spool_inline = True
+    self._spool_stopped = False
+    self.to_provider_queue._wake = _poke_from_elsewhere(self)
+    self._idle_timer.start()
+    self.assoc._dul_ready.set()
+    return None
+
+
+def _poke_from_elsewhere(provider: DULServiceProvider) -> Callable[[], None]:
+    """The wake-up of a primitive queued for the DUL: only another thread's needs one, the
+    association thread runs the pass that sends it anyway."""
+    assoc, poke = provider.assoc, provider._spool_wakeup.poke
+
+    def wake() -> None:
+        if threading.current_thread() is not assoc:
+            poke()
+
+    return wake
+
+
+def _stop(provider: DULServiceProvider) -> None:
+    provider._spool_stopped = True
+    provider._spool_wakeup.close()
+
+
+def step(provider: DULServiceProvider) -> bool:
+    """One pass of the DUL loop, in the association thread; True if it did anything (a
+    P-DATA that :mod:`receiver.fastpdata` gave DIMSE directly leaves no event)."""
+    if provider._spool_stopped:
+        return False
+    if provider._kill_thread:
+        _stop(provider)
+        return False
+    if provider.artim_timer.expired:
+        provider.event_queue.put("Evt18")
+    try:
+        worked = provider._process_recv_primitive()
+        if not worked and provider._is_transport_event():
+            provider._idle_timer.restart()
+            worked = True
+    except Exception as exc:  # noqa: BLE001 - as the DUL loop: abort, bypassing the state machine
+        _abort_broken(provider, exc)
+        return False
+    try:
+        event = provider.event_queue.get(block=False)
+    except queue.Empty:
+        return worked
+    provider.state_machine.do_action(event)
+    return True
+
+
+def _abort_broken(provider: DULServiceProvider, exc: Exception) -> None:
+    """What pynetdicom's DUL loop does when a pass raises: A-ABORT and a hard stop."""
+    LOGGER.error("Exception in DUL.run(), aborting association")
+    LOGGER.exception(exc)
+    abort = A_ABORT_RQ()
+    abort.source, abort.reason_diagnostic = 0x02, 0x00
+    try:
+        provider.socket.send(abort.encode())  # type: ignore[union-attr]
+    finally:
+        assoc = provider.assoc
+        assoc.is_aborted, assoc.is_established, assoc._kill = True, False, True
+        provider._kill_thread = True
+        _stop(provider)
+
+
+def pump(provider: DULServiceProvider, timeout: float) -> None:
+    """One pass; if it found nothing to do, wait up to ``timeout`` for the socket or a
+    poke and make one more. The caller's loop looks at its own queues in between."""
+    if step(provider) or provider._spool_stopped:
+        return
+    provider._spool_wakeup.wait(provider, timeout)
+    step(provider)
+
+
+def wait(assoc: Any, seconds: float) -> None:
+    """``time.sleep(seconds)`` for a thread that waits for the DUL: on the association's
+    own thread of an inline DUL, the DUL runs meanwhile."""
+    provider = assoc.dul
+    if inline(provider) and threading.current_thread() is assoc:
+        pump(provider, seconds)
+    else:
+        time.sleep(seconds)
+
+
+def _is_alive(self: DULServiceProvider) -> bool:
+    if inline(self):
+        return not self._spool_stopped
+    return _original["is_alive"](self)
+
+
+def _stop_dul(self: DULServiceProvider) -> bool:
+    """Stop in Sta1. From another thread: ask the association thread, which stops at its
+    next pass (``kill`` asks again until it has)."""
+    if not inline(self):
+        return _original["stop_dul"](self)
+    if self.state_machine.current_state != "Sta1":
+        return False
+    self._kill_thread = True
+    if threading.current_thread() is self.assoc:
+        _stop(self)
+        return True
+    self._spool_wakeup.poke()
+    return self._spool_stopped
+
+
+def _receive_pdu(self: DULServiceProvider, wait: bool = False, timeout: float | None = None) -> Any:
+    """A blocking receive on the association thread runs the DUL until something came."""
+    if wait and inline(self) and threading.current_thread() is self.assoc:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.to_user_queue.queue and not self._spool_stopped:
+            left = IDLE_WAIT if deadline is None else min(IDLE_WAIT, deadline - time.monotonic())
+            if left <= 0:
+                break
+            pump(self, left)
+        wait = False
+    return _original["receive_pdu"](self, wait, timeout)
+
+
+def _wrap_run_reactor(original: Callable[[Association], None]) -> Callable[..., None]:
+    def run_reactor(self: Association) -> None:
+        """The association's reactor; then what the DUL still has to do with the closed
+        connection (its Evt17), and its end."""
+        try:
+            original(self)
+        finally:
+            provider = self.dul
+            if inline(provider) and not provider._spool_stopped:
+                for _ in range(100):
+                    if not step(provider):
+                        break
+                _stop(provider)
+
+    run_reactor.inline_dul = True  # type: ignore[attr-defined]
+    return run_reactor
+
+
+def install() -> None:
+    """Patch pynetdicom once; calling again is harmless."""
+    if hasattr(Association.run_reactor, "inline_dul"):
+        return
+    D = DULServiceProvider
+    D.start, D.is_alive, D.stop_dul, D.receive_pdu = _start, _is_alive, _stop_dul, _receive_pdu  # type: ignore[method-assign]
+    Association.run_reactor = _wrap_run_reactor(Association.run_reactor)  # type: ignore[method-assign]

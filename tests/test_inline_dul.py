@@ -1,0 +1,195 @@
+"""receiver.inline_dul: the receiver's associations run their DUL in the association thread,
+with no DUL thread, and still end every way they did: release, an abort from another
+thread, a pass that raises. pynetdicom's own SCU (this process) keeps its DUL thread.
+
+The receiver runs in a subprocess (its patches stay out of this process) and reports
+what its C-ECHO handler sees as JSON lines on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from pynetdicom import AE, evt
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from receiver import reactor_wakeups
+from tests.sidebyside import HOST, free_port
+
+reactor_wakeups.install()  # the SCU below is pynetdicom's: unpatched, its reactor may take an answer
+
+SERVER = """
+import json, sys, threading
+from pynetdicom import evt
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+from receiver import inline_dul
+from receiver.options import parse_args
+from receiver.pynetdicom_fixes import abort_association
+from receiver.server import build_ae
+
+def say(**what):
+    print(json.dumps(what), flush=True)
+
+def broken_pass():
+    raise RuntimeError("a pass that raises")
+
+def on_echo(event):
+    assoc = event.assoc
+    say(event="echo", id=event.request.MessageID, inline=inline_dul.inline(assoc.dul),
+        in_assoc_thread=threading.current_thread() is assoc, dul_thread_started=assoc.dul.ident is not None,
+        dul_threads=sum(isinstance(t, DULServiceProvider) for t in threading.enumerate()))
+    if event.request.MessageID == 7:  # from another thread, as -td's watchdog and shutdown do
+        threading.Timer(0.2, abort_association, (assoc,)).start()
+    if event.request.MessageID == 9:
+        assoc.dul._is_transport_event = broken_pass
+    return 0x0000
+
+def on_end(event):
+    say(event=event.event.name)
+    threading.Thread(target=ended, args=(event.assoc,)).start()
+
+def ended(assoc):
+    assoc.join(5)
+    say(event="ended", assoc_alive=assoc.is_alive(), dul_alive=assoc.dul.is_alive())
+
+ae = build_ae(parse_args(["-ta", "5", sys.argv[1]]))
+handlers = [(evt.EVT_C_ECHO, on_echo), (evt.EVT_RELEASED, on_end), (evt.EVT_ABORTED, on_end)]
+server = ae.start_server(("127.0.0.1", int(sys.argv[1])), block=False, evt_handlers=handlers)
+say(event="ready")
+sys.stdin.read()
+server.shutdown()
+"""
+
+
+class Receiver:
+    """The subprocess receiver and the JSON lines it printed."""
+
+    def __init__(self, proc: subprocess.Popen, port: int) -> None:
+        self.proc, self.port = proc, port
+        self.lines: list[dict[str, Any]] = []
+        self._arrived = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._arrived:
+                self.lines.append(json.loads(line))
+                self._arrived.notify_all()
+
+    def wait_for(self, event: str, timeout: float = 10) -> dict[str, Any]:
+        with self._arrived:
+            assert self._arrived.wait_for(lambda: any(x["event"] == event for x in self.lines), timeout), self.lines
+            return next(x for x in self.lines if x["event"] == event)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).parent.parent)
+    try:
+        server = Receiver(proc, port)
+        server.wait_for("ready")
+        yield server
+    finally:
+        proc.communicate("", timeout=20)
+
+
+def _associate(port: int) -> Any:
+    """A pynetdicom SCU association; ``assoc.pdus_received`` lists the PDU classes it got."""
+    ae = AE()
+    ae.add_requested_context(Verification)
+    received: list[type] = []
+    assoc = ae.associate(HOST, port, evt_handlers=[(evt.EVT_PDU_RECV, lambda event: received.append(type(event.pdu)))])
+    assert assoc.is_established
+    assoc.pdus_received = received
+    return assoc
+
+
+def _echo_then_aborted(port: int, msg_id: int) -> Any:
+    """Send one C-ECHO whose ``msg_id`` makes the receiver end the association, and wait for the end."""
+    assoc = _associate(port)
+    assert assoc.send_c_echo(msg_id=msg_id).Status == 0x0000
+    deadline = time.monotonic() + 10
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert assoc.is_aborted
+    assert A_ABORT_RQ in assoc.pdus_received  # an A-ABORT on the wire, not a bare close
+    return assoc
+
+
+def test_a_receiver_association_has_no_dul_thread(receiver: Receiver) -> None:
+    assoc = _associate(receiver.port)
+    assert assoc.send_c_echo(msg_id=1).Status == 0x0000
+    assoc.release()
+    assert receiver.wait_for("echo") == {"event": "echo", "id": 1, "inline": True, "in_assoc_thread": True,
+                                         "dul_thread_started": False, "dul_threads": 0}
+    receiver.wait_for("EVT_RELEASED")
+    assert receiver.wait_for("ended") == {"event": "ended", "assoc_alive": False, "dul_alive": False}
+    assert assoc.is_released
+    assert isinstance(assoc.dul, DULServiceProvider) and not assoc.dul.is_alive()  # the SCU's thread ran and ended
+
+
+def test_many_messages_on_one_association(receiver: Receiver) -> None:
+    assoc = _associate(receiver.port)
+    statuses = [assoc.send_c_echo(msg_id=n).Status for n in range(100, 150)]
+    assoc.release()
+    assert statuses == [0x0000] * 50
+    receiver.wait_for("EVT_RELEASED")
+    assert [x["id"] for x in receiver.lines if x["event"] == "echo"] == list(range(100, 150))
+
+
+def test_an_abort_from_another_thread_reaches_the_peer(receiver: Receiver) -> None:
+    _echo_then_aborted(receiver.port, 7)
+    receiver.wait_for("EVT_ABORTED")
+    assert receiver.wait_for("ended") == {"event": "ended", "assoc_alive": False, "dul_alive": False}
+
+
+def test_a_pass_that_raises_aborts_the_association(receiver: Receiver) -> None:
+    _echo_then_aborted(receiver.port, 9)
+    assert receiver.wait_for("echo")["id"] == 9
+
+
+class _Pass:
+    """The parts of a DUL that a pass looks at: a P-DATA read straight into DIMSE
+    (:mod:`receiver.fastpdata`) that leaves no state-machine event."""
+
+    def __init__(self, reads: bool) -> None:
+        import queue
+
+        self._spool_stopped = self._kill_thread = False
+        self.artim_timer = type("T", (), {"expired": False})()
+        self._idle_timer = type("T", (), {"restart": lambda _: None})()
+        self.event_queue: Any = queue.Queue()
+        self._reads = reads
+        self.waits: list[float] = []
+        self._spool_wakeup = type("W", (), {"wait": lambda _, provider, timeout: self.waits.append(timeout)})()
+
+    def _process_recv_primitive(self) -> bool:
+        return False
+
+    def _is_transport_event(self) -> bool:
+        return self._reads
+
+
+@pytest.mark.parametrize("reads", [True, False])
+def test_a_pass_that_read_a_pdu_counts_as_work(reads: bool) -> None:
+    """A message completed by a pass is served before any wait: the pump waits only when
+    the pass found nothing at all."""
+    from receiver import inline_dul
+
+    provider: Any = _Pass(reads)
+    assert inline_dul.step(provider) is reads
+    inline_dul.pump(provider, 0.05)
+    assert provider.waits == ([] if reads else [0.05])
