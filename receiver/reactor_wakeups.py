@@ -94,9 +94,10 @@ class _DULWakeup:
         if sock is not None and sock.fileno() >= 0:
             watched.append(sock)
         try:
-            select.select(watched, [], [], timeout)
-            while self.reader.recv(4096):
-                pass
+            ready, _, _ = select.select(watched, [], [], timeout)
+            if self.reader in ready:  # drain the pokes (a recv that finds none costs an exception)
+                while self.reader.recv(4096):
+                    pass
         except (BlockingIOError, InterruptedError):
             pass
         except (OSError, ValueError):  # the socket closed under us: the loop will notice
