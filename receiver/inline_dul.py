@@ -23,6 +23,7 @@ to stop its DUL. pynetdicom's requestor associations (the tests' SCUs) keep both
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -33,18 +34,17 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 
+from receiver import reactor_wakeups
 from receiver.fastpdata import plain_socket
 
 LOGGER = logging.getLogger("pynetdicom.dul")
-
-IDLE_WAIT = 0.05  # longest wait on the socket before the timers are looked at again
 
 _original = {name: getattr(DULServiceProvider, name) for name in ("start", "is_alive", "stop_dul", "receive_pdu")}
 
 
 def inline(provider: DULServiceProvider) -> bool:
     """True if ``provider``'s passes run in its association's thread."""
-    return provider.__dict__.get("_spool_inline", False)
+    return "_spool_pump" in provider.__dict__
 
 
 def _ours(provider: DULServiceProvider) -> bool:
@@ -56,7 +56,7 @@ def _ours(provider: DULServiceProvider) -> bool:
 def _start(self: DULServiceProvider) -> None:
     if not _ours(self):
         return _original["start"](self)
-    self._spool_inline = True
+    self._spool_pump = functools.partial(pump, self)  # what reactor_wakeups' waits run instead
     self._spool_stopped = False
     self.to_provider_queue._wake = _poke_from_elsewhere(self)
     self._idle_timer.start()
@@ -167,7 +167,8 @@ def _receive_pdu(self: DULServiceProvider, wait: bool = False, timeout: float | 
     if wait and inline(self) and threading.current_thread() is self.assoc:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.to_user_queue.queue and not self._spool_stopped:
-            left = IDLE_WAIT if deadline is None else min(IDLE_WAIT, deadline - time.monotonic())
+            cap = reactor_wakeups.IDLE_WAIT  # the timers are looked at after each pass
+            left = cap if deadline is None else min(cap, deadline - time.monotonic())
             if left <= 0:
                 break
             pump(self, left)

@@ -50,8 +50,6 @@ from typing import Any, Callable
 
 from pynetdicom import association, dimse, dul, fsm
 
-from receiver import inline_dul
-
 IDLE_WAIT = 0.05  # longest wait of an idle reactor before it looks at its timers again
 
 
@@ -148,8 +146,9 @@ def _assoc_wait(assoc: association.Association, seconds: float) -> None:
     if threading.current_thread() is not assoc:
         time.sleep(seconds)
         return
-    if inline_dul.inline(assoc.dul):  # no DUL thread to wait for: run its passes
-        inline_dul.pump(assoc.dul, seconds)
+    pump = assoc.dul.__dict__.get("_spool_pump")
+    if pump is not None:  # no DUL thread to wait for (receiver.inline_dul): run its passes
+        pump(seconds)
         return
     wake = assoc._spool_wake
     wake.wait(seconds)
