@@ -123,12 +123,22 @@ def _abort_broken(provider: DULServiceProvider, exc: Exception) -> None:
 
 
 def pump(provider: DULServiceProvider, timeout: float) -> None:
-    """One pass; if it found nothing to do, wait up to ``timeout`` for the socket or a
-    poke and make one more. The caller's loop looks at its own queues in between."""
-    if step(provider) or provider._spool_stopped:
-        return
-    provider._spool_wakeup.wait(provider, timeout)
-    step(provider)
+    """Passes until one leaves the association something to look at; if a pass finds
+    nothing, wait up to ``timeout`` for the socket or a poke, once.
+
+    While a DIMSE message is incomplete (the P-DATA of a data set) nothing can be for the
+    association yet, so the passes go on: the association's own loop runs once per
+    message, not once per PDU (32 for a 512 KB object)."""
+    assoc, waited = provider.assoc, False
+    while not provider._spool_stopped:
+        if step(provider):
+            if assoc.dimse.message is None or assoc._kill:
+                return
+        elif waited:
+            return
+        else:
+            provider._spool_wakeup.wait(provider, timeout)
+            waited = True
 
 
 def wait(assoc: Any, seconds: float) -> None:

@@ -9,6 +9,7 @@ what its C-ECHO handler sees as JSON lines on stdout.
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from receiver import reactor_wakeups
+from receiver import inline_dul, reactor_wakeups
 from tests.sidebyside import HOST, free_port
 
 reactor_wakeups.install()  # the SCU below is pynetdicom's: unpatched, its reactor may take an answer
@@ -162,34 +163,45 @@ def test_a_pass_that_raises_aborts_the_association(receiver: Receiver) -> None:
 
 
 class _Pass:
-    """The parts of a DUL that a pass looks at: a P-DATA read straight into DIMSE
-    (:mod:`receiver.fastpdata`) that leaves no state-machine event."""
+    """The parts of a DUL that a pass looks at. ``pdus`` P-DATA are waiting, each read
+    straight into DIMSE (:mod:`receiver.fastpdata`), leaving no state-machine event;
+    ``mid_message``: they belong to a data set that is still incomplete after them."""
 
-    def __init__(self, reads: bool) -> None:
-        import queue
-
+    def __init__(self, pdus: int, mid_message: bool = False) -> None:
         self._spool_stopped = self._kill_thread = False
         self.artim_timer = type("T", (), {"expired": False})()
         self._idle_timer = type("T", (), {"restart": lambda _: None})()
         self.event_queue: Any = queue.Queue()
-        self._reads = reads
+        self.pdus, self.reads = pdus, 0
         self.waits: list[float] = []
         self._spool_wakeup = type("W", (), {"wait": lambda _, provider, timeout: self.waits.append(timeout)})()
+        dimse = type("D", (), {"message": object() if mid_message else None})()
+        self.assoc = type("A", (), {"dimse": dimse, "_kill": False})()
 
     def _process_recv_primitive(self) -> bool:
         return False
 
     def _is_transport_event(self) -> bool:
-        return self._reads
+        if self.reads == self.pdus:
+            return False
+        self.reads += 1
+        return True
 
 
-@pytest.mark.parametrize("reads", [True, False])
-def test_a_pass_that_read_a_pdu_counts_as_work(reads: bool) -> None:
+@pytest.mark.parametrize("pdus", [1, 0])
+def test_a_pass_that_read_a_pdu_counts_as_work(pdus: int) -> None:
     """A message completed by a pass is served before any wait: the pump waits only when
     the pass found nothing at all."""
-    from receiver import inline_dul
-
-    provider: Any = _Pass(reads)
-    assert inline_dul.step(provider) is reads
+    provider: Any = _Pass(pdus)
+    assert inline_dul.step(provider) is bool(pdus)
+    provider.reads = 0
     inline_dul.pump(provider, 0.05)
-    assert provider.waits == ([] if reads else [0.05])
+    assert (provider.reads, provider.waits) == ((1, []) if pdus else (0, [0.05]))
+
+
+def test_the_pdus_of_an_incomplete_message_are_read_in_one_pump() -> None:
+    """Mid data set the association has nothing to look at: the pump reads every PDU
+    waiting, then waits once for more, instead of returning to its caller per PDU."""
+    provider: Any = _Pass(32, mid_message=True)
+    inline_dul.pump(provider, 0.05)
+    assert (provider.reads, provider.waits) == (32, [0.05])
