@@ -39,6 +39,8 @@ from receiver.fastpdata import plain_socket
 
 LOGGER = logging.getLogger("pynetdicom.dul")
 
+WIND_DOWN_PASSES = 100  # at most, after the reactor ended: a peer still sending cannot hold the thread
+
 _original = {name: getattr(DULServiceProvider, name) for name in ("start", "is_alive", "stop_dul", "receive_pdu")}
 
 
@@ -58,22 +60,9 @@ def _start(self: DULServiceProvider) -> None:
         return _original["start"](self)
     self._spool_pump = functools.partial(pump, self)  # what reactor_wakeups' waits run instead
     self._spool_stopped = False
-    self.to_provider_queue._wake = _poke_from_elsewhere(self)
     self._idle_timer.start()
     self.assoc._dul_ready.set()
     return None
-
-
-def _poke_from_elsewhere(provider: DULServiceProvider) -> Callable[[], None]:
-    """The wake-up of a primitive queued for the DUL: only another thread's needs one, the
-    association thread runs the pass that sends it anyway."""
-    assoc, poke = provider.assoc, provider._spool_wakeup.poke
-
-    def wake() -> None:
-        if threading.current_thread() is not assoc:
-            poke()
-
-    return wake
 
 
 def _stop(provider: DULServiceProvider) -> None:
@@ -176,8 +165,8 @@ def _receive_pdu(self: DULServiceProvider, wait: bool = False, timeout: float | 
     """A blocking receive on the association thread runs the DUL until something came."""
     if wait and inline(self) and threading.current_thread() is self.assoc:
         deadline = None if timeout is None else time.monotonic() + timeout
+        cap = reactor_wakeups.IDLE_WAIT  # the timers are looked at after each pass
         while not self.to_user_queue.queue and not self._spool_stopped:
-            cap = reactor_wakeups.IDLE_WAIT  # the timers are looked at after each pass
             left = cap if deadline is None else min(cap, deadline - time.monotonic())
             if left <= 0:
                 break
@@ -195,7 +184,7 @@ def _wrap_run_reactor(original: Callable[[Association], None]) -> Callable[..., 
         finally:
             provider = self.dul
             if inline(provider) and not provider._spool_stopped:
-                for _ in range(100):
+                for _ in range(WIND_DOWN_PASSES):
                     if not step(provider):
                         break
                 _stop(provider)

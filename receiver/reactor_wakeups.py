@@ -171,7 +171,15 @@ def _patch_init(cls: type, extra: Callable[[Any], None]) -> None:
 
 def _dul_init(provider: dul.DULServiceProvider) -> None:
     provider._spool_wakeup = _DULWakeup()
-    provider.to_provider_queue = _waking(provider.to_provider_queue, provider._spool_wakeup.poke)
+    provider.to_provider_queue = _waking(provider.to_provider_queue, lambda: _poke_dul(provider))
+
+
+def _poke_dul(provider: dul.DULServiceProvider) -> None:
+    """Wake the DUL for a primitive just queued, unless this thread runs its passes itself
+    (the association thread of an inline DUL, :mod:`receiver.inline_dul`)."""
+    if "_spool_pump" in provider.__dict__ and threading.current_thread() is provider.assoc:
+        return
+    provider._spool_wakeup.poke()
 
 
 def _assoc_init(assoc: association.Association) -> None:

@@ -91,7 +91,7 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     pynetdicom_fixes.install()
     acceptor.install()
     connection.install()
-    inline_dul.install()  # after connection: it wraps the reactor connection's patch makes
+    inline_dul.install()  # after connection.install: it wraps the reactor that one installs
     commands.install()
     _config.UNRESTRICTED_STORAGE_SERVICE = True  # a C-STORE is served on any accepted context (§2.6)
     # pynetdicom's own PDU/DIMSE log handlers run on every PDU; its log shows only with -d
