@@ -1,9 +1,11 @@
-"""The Huey application (workers.app): each message taken once, in order, in one statement;
-no revocation bookkeeping around a task."""
+"""The Huey application (workers.app): each message sent and taken in one statement, once,
+in order, waiting out another writer; no revocation bookkeeping around a task."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,26 @@ def test_concurrent_consumers_take_every_message_once_in_order(tmp_path: Path) -
     assert sorted(s for mine in taken for s in mine) == list(range(300))
     assert all(mine == sorted(mine) for mine in taken)  # FIFO for each taker
     assert queue.huey.storage.dequeue() is None and queue.huey.pending_count() == 0
+
+
+def test_an_enqueue_is_one_statement_that_waits_out_another_writer(tmp_path: Path) -> None:
+    """A worker's write lock makes the receiver's enqueue wait (in short sleeps, not
+    SQLite's millisecond ones) and then succeed, after the other's message."""
+    settings = load_settings(state_dir=str(tmp_path))
+    queue = open_queue(settings)
+    seen: list[str] = []
+    queue.huey.storage.conn.set_trace_callback(seen.append)
+    queue.enqueue(1)
+    assert [s.split()[0].lower() for s in seen if not s.upper().startswith("PRAGMA")] == ["insert"]
+    other = sqlite3.connect(settings.queue_db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO task (queue, data, priority) SELECT queue, data, priority FROM task")
+    threading.Timer(0.2, other.execute, ("COMMIT",)).start()
+    started = time.monotonic()
+    queue.enqueue(2)
+    assert time.monotonic() - started >= 0.15  # it waited for the other's commit
+    other.close()
+    assert [task.args[0] for task in queue.huey.pending()] == [1, 1, 2]
 
 
 def test_an_idle_queue_is_polled_without_the_write_lock(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
+from spoolscp import jobs
 from spoolscp.settings import Settings
 from workers import tasks
 
@@ -43,6 +44,19 @@ class WakeupStorage(SqliteStorage):
         conn = super()._create_connection()
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> None:
+        """One autocommit ``INSERT`` that waits for a worker's write lock in short sleeps.
+
+        Huey's own is three statements (BEGIN EXCLUSIVE, INSERT, COMMIT) behind SQLite's
+        busy handler, whose first sleep is a millisecond: the receiver sends wake-ups
+        from the association threads, and one that found a worker's dequeue under way
+        made its sender wait that long for the next answer (``spoolscp.jobs.when_free``).
+        """
+        with self.lock:
+            conn = self.conn
+            jobs.when_free(conn, lambda: conn.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                                                      (self.name, self.to_blob(data), priority or 0)))
 
     def dequeue(self) -> bytes | None:
         """Take the oldest message in one atomic ``DELETE ... RETURNING``.
