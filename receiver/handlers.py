@@ -3,8 +3,8 @@
 The C-STORE handler is the receiver's hot path. It never decodes the data set: it
 checks the element structure and reads the two SOP UIDs (``spoolscp.rawdicom``),
 makes the file durable in the spool (or, for a small object, stores its bytes with
-its job row), commits its job row, enqueues a wake-up for the workers, and only then
-returns the status that pynetdicom sends back.
+its job row), commits its job row and returns the status that pynetdicom sends back;
+the workers' wake-up follows the answer (``receiver.wakeups``).
 """
 
 from __future__ import annotations

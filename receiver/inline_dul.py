@@ -16,6 +16,10 @@ the A-ASSOCIATE-RQ, and in :func:`wait` (used by the receiver's own abort). What
 pass does is unchanged, in the same order: queued primitives first, then the socket,
 then one state-machine event.
 
+Work the association thread should do after its answer is out, but before it next
+reads, is handed to :func:`defer`: it runs when the thread next waits for its peer, so
+it fills the time the sender takes for its next request, and at the association's end.
+
 Other threads (``-td``'s watchdog, shutdown) never run a pass: what they queue pokes the
 association thread's wait, and ``stop_dul`` from them only asks the association thread
 to stop its DUL. pynetdicom's requestor associations (the tests' SCUs) keep both threads.
@@ -60,6 +64,7 @@ def _start(self: DULServiceProvider) -> None:
         return _original["start"](self)
     self._spool_pump = functools.partial(pump, self)  # what reactor_wakeups' waits run instead
     self._spool_stopped = False
+    self._spool_deferred = []
     self._idle_timer.start()
     self.assoc._dul_ready.set()
     return None
@@ -68,6 +73,28 @@ def _start(self: DULServiceProvider) -> None:
 def _stop(provider: DULServiceProvider) -> None:
     provider._spool_stopped = True
     provider._spool_wakeup.close()
+    _run_deferred(provider)
+
+
+def defer(call: Callable[[], None]) -> bool:
+    """Run ``call`` (which must not raise) when this association thread next waits for its
+    peer; False, and nothing done, on any other thread.
+
+    For what an answer should not wait for, yet what must not lag behind the association:
+    the calls run in order, before the thread blocks and, at the latest, at its end.
+    """
+    thread = threading.current_thread()
+    provider = getattr(thread, "dul", None) if isinstance(thread, Association) else None
+    if provider is None or not inline(provider) or provider._spool_stopped:
+        return False
+    provider._spool_deferred.append(call)
+    return True
+
+
+def _run_deferred(provider: DULServiceProvider) -> None:
+    calls = provider._spool_deferred
+    while calls:
+        calls.pop(0)()
 
 
 def step(provider: DULServiceProvider) -> bool:
@@ -126,6 +153,7 @@ def pump(provider: DULServiceProvider, timeout: float) -> None:
         elif waited:
             return
         else:
+            _run_deferred(provider)
             provider._spool_wakeup.wait(provider, timeout)
             waited = True
 

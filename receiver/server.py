@@ -25,7 +25,7 @@ from receiver.acceptor import AcceptorPolicy
 from receiver.negotiation import VERIFICATION, DefaultRules, ProfileRules, Rules, preference
 from receiver.profiles import ProfileError
 from receiver.profiles import load as load_profile
-from receiver.wakeups import BackgroundEnqueue
+from receiver.wakeups import AfterAnswer
 from receiver.options import StorescpOptions
 from spoolscp import identity, jobs
 from spoolscp.settings import Settings
@@ -157,12 +157,11 @@ def receive(opts: StorescpOptions, settings: Settings, enqueue: Any, rules: Rule
             listener: socket.socket | None) -> int:
     """One receiver process: serve ``opts.port`` (or the ``--fork`` supervisor's socket)."""
     db = jobs.JobDB(settings.jobs_db)
-    wake = BackgroundEnqueue(enqueue)
     store = handlers.StoreHandler(
         spool_dir=settings.spool_dir,
         spool_in_db_max=settings.spool_in_db_max,
         jobs_db=db,
-        enqueue=wake,
+        enqueue=AfterAnswer(enqueue),
         output=output_options(opts),
         host_lookup=not opts.disable_host_lookup,
     )
@@ -181,7 +180,6 @@ def receive(opts: StorescpOptions, settings: Settings, enqueue: Any, rules: Rule
     if folder is not None:
         folder.stop()
     drain(server, settings.shutdown_timeout)
-    wake.close()
     db.close()
     return 0
 

@@ -174,6 +174,7 @@ class _Pass:
         self.event_queue: Any = queue.Queue()
         self.pdus, self.reads = pdus, 0
         self.waits: list[float] = []
+        self._spool_deferred: list[Any] = []
         self._spool_wakeup = type("W", (), {"wait": lambda _, provider, timeout: self.waits.append(timeout)})()
         dimse = type("D", (), {"message": object() if mid_message else None})()
         self.assoc = type("A", (), {"dimse": dimse, "_kill": False})()
@@ -205,3 +206,20 @@ def test_the_pdus_of_an_incomplete_message_are_read_in_one_pump() -> None:
     provider: Any = _Pass(32, mid_message=True)
     inline_dul.pump(provider, 0.05)
     assert (provider.reads, provider.waits) == (32, [0.05])
+
+
+def test_deferred_calls_run_once_the_waiting_pdus_are_read_and_before_the_wait() -> None:
+    """What an answer handed to :func:`inline_dul.defer` runs while the peer is silent:
+    after the PDUs already waiting (the next request comes first), before the pump blocks."""
+    provider: Any = _Pass(3, mid_message=True)
+    seen: list[tuple[int, int]] = []
+    provider._spool_deferred += [lambda: seen.append((provider.reads, len(provider.waits)))] * 2
+    inline_dul.pump(provider, 0.05)
+    assert (seen, provider._spool_deferred, provider.waits) == ([(3, 0), (3, 0)], [], [0.05])
+
+
+def test_defer_on_a_thread_without_an_inline_dul_does_nothing() -> None:
+    """The caller then does the work itself (the drop folder's thread, a test's SCU)."""
+    called: list[int] = []
+    assert inline_dul.defer(lambda: called.append(1)) is False
+    assert called == []
