@@ -156,7 +156,7 @@ def serve(opts: StorescpOptions, settings: Settings, enqueue: Any) -> int:
 def receive(opts: StorescpOptions, settings: Settings, enqueue: Any, rules: Rules,
             listener: socket.socket | None) -> int:
     """One receiver process: serve ``opts.port`` (or the ``--fork`` supervisor's socket)."""
-    db = jobs.JobDB(settings.jobs_db)
+    db = jobs.JobDB(settings.jobs_db, direct_writes=False)  # writes only in transactions: no PRAGMA toggles
     store = handlers.StoreHandler(
         spool_dir=settings.spool_dir,
         spool_in_db_max=settings.spool_in_db_max,

@@ -362,8 +362,8 @@ def record_assoc_end(db: JobDB, assoc: str) -> int:
 
 def record_ignored(db: JobDB, fields: dict[str, Any]) -> int:
     """Record, in reception order, an object received under ``--ignore`` (nothing to write)."""
-    with db.lock:
-        return insert(db.conn, dict(fields, kind="ignored", state="done"))
+    with db.transaction() as c:
+        return insert(c, dict(fields, kind="ignored", state="done"))
 
 
 def job_from_row(row: tuple | list, **changes: Any) -> Job:

@@ -186,6 +186,21 @@ def test_a_workers_connection_needs_no_pragma_and_syncs_every_write(tmp_path: Pa
     assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
 
 
+def test_the_receivers_rows_are_synced_on_its_steady_connection(tmp_path: Path, monkeypatch) -> None:
+    """The receiver's connection is steady too (``direct_writes=False``): an ``--ignore``
+    row, which ``-xcr`` will act on, is synced before it returns like a stored object's;
+    an association's end is not (``record_assoc_end``)."""
+    db = jobs.JobDB(tmp_path / "jobs.db", direct_writes=False)
+    synced = watch_syncs(tmp_path / "jobs.db", monkeypatch)
+    jobs.record_ignored(db, received(0))
+    assert synced == [((tmp_path / "jobs.db-wal").stat().st_size, True)]
+    jobs.record_assoc_end(db, "assoc-1")
+    assert len(synced) == 1
+    GroupCommit(db).record(received(1))
+    assert len(synced) == 2 and synced[-1][0] == (tmp_path / "jobs.db-wal").stat().st_size
+    assert [k for (k,) in db.execute("SELECT kind FROM jobs ORDER BY seq")] == ["ignored", "assoc_end", "store"]
+
+
 def test_a_workers_transaction_waits_for_another_writer(tmp_path: Path) -> None:
     """busy_timeout 0 for good: BEGIN IMMEDIATE is retried (when_free), not refused."""
     import threading
