@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -819,14 +820,39 @@ class NamingScheme:
             return f"{code}.X.<uid>{self.ext}"
         return f"<time>.{code}{self.ext}"
 
-    def dir_shapes(self, dirs: set[str]) -> dict[str, str]:
-        """Study folder -> shape; time-stamped folders are numbered in time order."""
+    def dir_shapes(self, dirs: set[str], reception: dict[str, int] | None = None) -> dict[str, str]:
+        """Study folder -> shape; time-stamped folders are numbered in time order, or in
+        ``reception`` order (folder -> when its first object arrived) if given.
+
+        DCMTK's stamps are not always in time order: it takes the second from ``time()``
+        (the kernel's coarse clock, a tick behind) and the fraction from ``gettimeofday()``,
+        so a folder made in the first milliseconds of a second is stamped a second early
+        (``…03001`` after ``…03809``). Its folders are therefore numbered by reception;
+        spoolscp's, by their stamps, which must follow reception.
+        """
         if self.sort not in ("ss", "sp"):
             return {d: d for d in dirs}
         stamped = {d: re.search(rf"{_STAMP}$", d) for d in dirs}
-        order = sorted({m.group(0) for m in stamped.values() if m})
+        found = {d: m.group(0) for d, m in stamped.items() if m}
+        first = reception or {}
+        in_order = sorted(found, key=lambda d: (first.get(d, math.inf), found[d]))
+        order = list(dict.fromkeys(found[d] for d in in_order))
         return {d: (d[:m.start()] + f"<study#{order.index(m.group(0)) + 1}>") if m else d
                 for d, m in stamped.items()}
+
+
+def reception_order(files: list[OutputFile], plan: list[list[InputFile]]) -> dict[str, int]:
+    """Folder -> send position of the first input whose output it holds (by instance UID)."""
+    sent: dict[str, int] = {}
+    for i, inp in enumerate(f for step in plan for f in step):
+        for uid in inp.uids:
+            sent.setdefault(uid, i)
+    first: dict[str, int] = {}
+    for f in files:
+        folder = f.relpath.rpartition("/")[0]
+        at = sent.get(f.identity or "", len(sent))
+        first[folder] = min(first.get(folder, at), at)
+    return first
 
 
 def _valid_stamp(stamp: str) -> bool:
@@ -1009,7 +1035,8 @@ def _kept_after_failed_resend(present: OutputFile, cmp: Comparison) -> bool:
 def shape_files(files: list[OutputFile], side: Side, cmp: Comparison) -> list[ShapedFile]:
     """Give every file its shape(s); reference shapes are translated to the candidate version."""
     scheme, versions = cmp.scheme, cmp.versions
-    dirs = scheme.dir_shapes({f.relpath.rpartition("/")[0] for f in files})
+    reception = reception_order(files, cmp.plan) if side == "reference" else None
+    dirs = scheme.dir_shapes({f.relpath.rpartition("/")[0] for f in files}, reception)
     request_uids = {deb_sanitise_uid(u): u for step in cmp.plan for f in step for u in f.uids}
     shaped = []
     for f in files:
@@ -1379,11 +1406,13 @@ class StudyComparison:
         return "\n".join(lines)
 
 
-def shape_exec_lines(lines: list[str], outdir: Path, scheme: NamingScheme) -> list[str]:
+def shape_exec_lines(lines: list[str], outdir: Path, scheme: NamingScheme,
+                     reception: dict[str, int] | None = None) -> list[str]:
     """Command lines with study folder and file names replaced by their shapes (the
-    timestamps of ``-ss``/``-sp``/``-tn``, the generated UIDs of ``+uf``)."""
+    timestamps of ``-ss``/``-sp``/``-tn``, the generated UIDs of ``+uf``); ``reception``
+    as for :meth:`NamingScheme.dir_shapes`."""
     dirs = {p.name for p in outdir.iterdir() if p.is_dir()}
-    shapes = scheme.dir_shapes(dirs)
+    shapes = scheme.dir_shapes(dirs, reception)
     shaped = []
     for line in lines:
         for name in sorted(dirs, key=len, reverse=True):
@@ -1435,7 +1464,8 @@ def run_study_scenario(options: Sequence[str], plan: Sequence[ScenarioAssociatio
                        scheme)
     return StudyComparison(
         files,
-        shape_exec_lines(exec_log_lines(ref), ref.outdir, scheme),
+        shape_exec_lines(exec_log_lines(ref), ref.outdir, scheme,
+                         reception_order(read_tree(ref.outdir), files.plan)),
         shape_exec_lines(exec_log_lines(cand), cand.outdir, scheme),
         ordered="-xs" in options or "--exec-sync" in options,
     )

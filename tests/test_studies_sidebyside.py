@@ -16,6 +16,7 @@ import pydicom
 import pytest
 
 from sidebyside import (
+    NamingScheme,
     ScenarioAssociation,
     StudySpec,
     exec_log_lines,
@@ -62,6 +63,16 @@ CASES = [("-ss PRE", "xcr"), ("-ss PRE", "rns-xcr-xcs-xs"), ("-ss ''", "xcs"),
          ("-su PRE", "xcr"), ("-su ''", "rns-xcr-xcs-xs"), ("-su PRE", "xcs"),
          ("-sp", "xcr"), ("-sp", "rns-xcr-xcs-xs"), ("-sp", "xcs"),
          ("-ss PRE", "tn-rns-xcs-xs"), ("-su PRE", "fe-uf-rns-xcr-xs")]
+
+
+def test_dcmtk_folders_are_numbered_in_reception_order_and_spoolscps_by_stamp() -> None:
+    """DCMTK stamped the second study's folder, made just after a second began, a second
+    early (seen in CI): its folders are numbered by reception, spoolscp's by their stamps."""
+    scheme = NamingScheme.from_options(["-ss", "PRE"])
+    first, second = "PRE_20261202_020403809", "PRE_20261202_020403001"
+    assert scheme.dir_shapes({first, second}, {first: 0, second: 2}) == \
+        {first: "PRE_<study#1>", second: "PRE_<study#2>"}
+    assert scheme.dir_shapes({first, second}) == {first: "PRE_<study#2>", second: "PRE_<study#1>"}
 
 
 @pytest.mark.parametrize(("sort", "variant"), CASES, ids=[f"{s} {v}" for s, v in CASES])
