@@ -160,3 +160,23 @@ def test_a_claim_that_places_commits_at_full_without_wal(db):
     job = jobs.claim(db, seq, place=lambda c: c.execute("UPDATE jobs SET tracked = 1").rowcount)
     assert job.state == "running" and job.tracked == 1
     assert not [s for s in seen if s.upper().startswith("PRAGMA SYNCHRONOUS")]
+
+
+def test_an_older_table_gets_the_partial_study_index_and_its_queries_use_it(tmp_path):
+    """A job table made before m005 (full ``jobs_study``) is migrated on open: rows not yet
+    in a study stay out of the index, and a study's rows are still found through it."""
+    import sqlite_utils
+
+    old = sqlite_utils.Database(tmp_path / "jobs.db")
+    jobs.migrations.apply(old, stop_before="m005_partial_study_index")
+    assert "WHERE" not in old.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs_study'").fetchone()[0]
+    old.conn.execute("INSERT INTO jobs (state, received_at, study_id) VALUES ('done', 1.0, 3), ('queued', 2.0, NULL)")
+    old.conn.commit()
+    old.conn.close()
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs_study'")[0]
+    assert sql.endswith("WHERE study_id IS NOT NULL")
+    plan = db.execute("EXPLAIN QUERY PLAN SELECT seq FROM jobs WHERE kind = 'store' AND study_id = 3")
+    assert "INDEX jobs_study (study_id=? AND kind=?)" in plan[0][3]
+    assert db.execute("SELECT seq FROM jobs WHERE kind = 'store' AND study_id = 3") == [(1,)]
+    db.close()
