@@ -77,6 +77,7 @@ class GroupCommit:
 
 
 def _insert(conn: sqlite3.Connection, slot: _Slot) -> int:
+    seq = jobs.insert(conn, slot.row)
     if slot.data is not None:
-        jobs.insert_spool_data(conn, slot.row["spool"], slot.data)
-    return jobs.insert(conn, slot.row)
+        jobs.insert_spool_data(conn, seq, slot.data)
+    return seq

@@ -118,6 +118,18 @@ def m005_partial_study_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_study ON jobs (study_id, kind) WHERE study_id IS NOT NULL")
 
 
+@migrations()
+def m006_spool_data_by_seq(db: sqlite_utils.Database) -> None:
+    """``spool_data`` keyed by its job's ``seq``, the table's own rowid, instead of by spool
+    name: no separate index on the name, so a received object's commit and a done
+    object's each write one page less."""
+    db.execute("CREATE TABLE spool_data_by_seq (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    db.execute("INSERT INTO spool_data_by_seq (seq, data) SELECT jobs.seq, spool_data.data"
+               " FROM spool_data JOIN jobs ON jobs.spool = spool_data.name AND jobs.kind = 'store'")
+    db.execute("DROP TABLE spool_data")
+    db.execute("ALTER TABLE spool_data_by_seq RENAME TO spool_data")
+
+
 @dataclass(frozen=True)
 class Job:
     """One row of the job table, with its options decoded."""
@@ -332,14 +344,15 @@ def insert(c: sqlite3.Connection, row: dict[str, Any]) -> int:
     return int(c.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", tuple(row.values())).lastrowid)
 
 
-def insert_spool_data(c: sqlite3.Connection, name: str, data: bytes | bytearray) -> None:
-    """Hold a small object's spool file ``name`` in the table, inside the caller's transaction."""
-    c.execute("INSERT INTO spool_data (name, data) VALUES (?, ?)", (name, data))
+def insert_spool_data(c: sqlite3.Connection, seq: int, data: bytes | bytearray) -> None:
+    """Hold the spool file of job ``seq`` (a small object) in the table, inside the
+    transaction that inserted the job."""
+    c.execute("INSERT INTO spool_data (seq, data) VALUES (?, ?)", (seq, data))
 
 
-def spool_data(db: JobDB, name: str) -> bytes | None:
-    """The bytes of spool file ``name`` if the table holds it (None: it is in the spool folder)."""
-    found = db.execute("SELECT data FROM spool_data WHERE name = ?", (name,))
+def spool_data(db: JobDB, seq: int) -> bytes | None:
+    """The spool file bytes of job ``seq`` if the table holds them (None: it is in the spool folder)."""
+    found = db.execute("SELECT data FROM spool_data WHERE seq = ?", (seq,))
     return found[0][0] if found else None
 
 
@@ -454,9 +467,9 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0,
     return job_from_row(fields, state="running", attempts=fields[_COLUMN["attempts"]] + 1)
 
 
-def mark_done(db: JobDB, seq: int, note: str | None = None, spool: str | None = None) -> bool:
-    """Finished: ``note`` says why a step had nothing to do (kept in ``error``). The spool
-    data ``spool`` held in the table, if any, goes in the same commit: never before its
+def mark_done(db: JobDB, seq: int, note: str | None = None, store: bool = False) -> bool:
+    """Finished: ``note`` says why a step had nothing to do (kept in ``error``). A ``store``
+    job's spool data held in the table, if any, goes in the same commit: never before its
     job is done, never left behind once it is. Returns whether the table held it (if
     not, the spool is a file for the caller to remove)."""
     with db.transaction() as c:
@@ -465,7 +478,7 @@ def mark_done(db: JobDB, seq: int, note: str | None = None, spool: str | None = 
             " WHERE seq=?",
             (note, time.time(), seq),
         )
-        held = spool is not None and c.execute("DELETE FROM spool_data WHERE name = ?", (spool,)).rowcount > 0
+        held = store and c.execute("DELETE FROM spool_data WHERE seq = ?", (seq,)).rowcount > 0
     return held
 
 

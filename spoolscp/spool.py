@@ -15,9 +15,9 @@ done and only then removes the spool file. A spool file is therefore on disk for
 job that is not done, and a spool file without a job row was never acknowledged.
 
 A small object (up to ``spool_in_db_max`` bytes, ``pipeline.toml`` [state]) never
-becomes a file: the same bytes, under the same kind of name, go into the job table's
-``spool_data`` in the very commit that records its job, and leave it in the commit
-that marks the job done. One fsync (the job table's) then makes the object durable
+becomes a file: its job keeps the same kind of name, and the same bytes go into the
+job table's ``spool_data`` (under the job's seq) in the very commit that records the
+job, and leave it in the commit that marks the job done. One fsync (the job table's) then makes the object durable
 instead of three (file, folder, job table), and no file is created or deleted per
 object: on ext4 without a journal, as here, allocating an inode right after others
 were deleted costs up to half a millisecond of kernel time.

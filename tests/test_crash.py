@@ -228,7 +228,7 @@ def test_sigkilled_workers_and_receiver_lose_nothing_and_duplicate_nothing(tmp_p
     spool = again.workdir / "state" / "spool"
     leftovers = [p.name for p in spool.iterdir() if p.is_file()] + [p.name for p in (spool / "incoming").iterdir()]
     with contextlib.closing(sqlite3.connect(workdir / "state" / "jobs.db")) as db:  # small objects' spool
-        leftovers += [name for (name,) in db.execute("SELECT name FROM spool_data")]
+        leftovers += [f"job {seq}" for (seq,) in db.execute("SELECT seq FROM spool_data")]
     identical = sum(got.get(name) == data for name, data in expected.items())
     print(f"\ncrash test: {OBJECTS} objects, {SENDERS} senders, clean run {clean_seconds:.1f}s; "
           f"{killer.kills} worker SIGKILLs ({done_by_killed_workers} jobs done by killed workers, "

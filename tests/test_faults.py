@@ -138,7 +138,8 @@ def spooled_bytes(workdir: Path, name: str) -> bytes | None:
         return path.read_bytes()
     db = jobs.JobDB(workdir / "state" / "jobs.db")
     try:
-        return jobs.spool_data(db, name)
+        found = db.execute("SELECT seq FROM jobs WHERE spool = ?", (name,))
+        return jobs.spool_data(db, found[0][0]) if found else None
     finally:
         db.close()
 

@@ -97,13 +97,13 @@ def test_reclaim_space_shrinks_jobs_db_once_small_objects_are_done(tmp_path: Pat
     seqs = []
     for i in range(300):
         with db.transaction() as c:
-            jobs.insert_spool_data(c, f"{i}.dcm", os.urandom(100_000))
             seqs.append(jobs.insert(c, {"kind": "store", "state": "queued", "spool": f"{i}.dcm",
                                         "received_at": 0.0}))
+            jobs.insert_spool_data(c, seqs[-1], os.urandom(100_000))
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     full = (tmp_path / "jobs.db").stat().st_size
-    for i, seq in enumerate(seqs):
-        jobs.mark_done(db, seq, spool=f"{i}.dcm")
+    for seq in seqs:
+        jobs.mark_done(db, seq, store=True)
     assert db.execute("SELECT count(*) FROM spool_data") == [(0,)]
     freed = jobs.reclaim_space(db)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -119,7 +119,7 @@ def test_reclaim_space_leaves_a_jobs_db_without_auto_vacuum_alone(tmp_path: Path
     sqlite3.connect(path).execute("CREATE TABLE early (x)").connection.close()  # made before auto_vacuum
     db = jobs.JobDB(path)
     with db.transaction() as c:
-        jobs.insert_spool_data(c, "a.dcm", os.urandom(20_000_000))
+        jobs.insert_spool_data(c, 1, os.urandom(20_000_000))
     db.write("DELETE FROM spool_data")
     assert db.execute("PRAGMA auto_vacuum") == [(0,)]
     assert jobs.reclaim_space(db) == 0
@@ -179,4 +179,24 @@ def test_an_older_table_gets_the_partial_study_index_and_its_queries_use_it(tmp_
     plan = db.execute("EXPLAIN QUERY PLAN SELECT seq FROM jobs WHERE kind = 'store' AND study_id = 3")
     assert "INDEX jobs_study (study_id=? AND kind=?)" in plan[0][3]
     assert db.execute("SELECT seq FROM jobs WHERE kind = 'store' AND study_id = 3") == [(1,)]
+    db.close()
+
+
+def test_small_objects_held_under_their_spool_names_are_found_by_job_after_the_migration(tmp_path):
+    """A job table from before m006 holds spool bytes by name; opened now, each job finds
+    its own bytes by its seq, and marking it done still frees them."""
+    import sqlite_utils
+
+    old = sqlite_utils.Database(tmp_path / "jobs.db")
+    jobs.migrations.apply(old, stop_before="m006_spool_data_by_seq")
+    for n in (1, 2):
+        old.conn.execute("INSERT INTO jobs (kind, state, spool, received_at) VALUES ('store', 'queued', ?, 1.0)",
+                         (f"s{n}.dcm",))
+        old.conn.execute("INSERT INTO spool_data (name, data) VALUES (?, ?)", (f"s{n}.dcm", bytes([n]) * 10))
+    old.conn.commit()
+    old.conn.close()
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    assert [jobs.spool_data(db, seq) for seq in (1, 2, 3)] == [b"\x01" * 10, b"\x02" * 10, None]
+    assert jobs.mark_done(db, 2, store=True) and not jobs.mark_done(db, 2, store=True)
+    assert db.execute("SELECT seq FROM spool_data") == [(1,)]
     db.close()

@@ -83,10 +83,10 @@ def test_receiver_acknowledges_without_workers_and_a_later_worker_writes_everyth
     assert tree(receiver.outdir) == tree(reference.outdir)
 
 
-def spool_data(server) -> dict[str, int]:
-    """Name -> size of the spool files the job table holds (small objects)."""
+def spool_data(server) -> dict[int, int]:
+    """Job -> size of the spool files the job table holds (small objects)."""
     with contextlib.closing(sqlite3.connect(server.workdir / "state" / "jobs.db")) as db:
-        return dict(db.execute("SELECT name, length(data) FROM spool_data"))
+        return dict(db.execute("SELECT seq, length(data) FROM spool_data"))
 
 
 def big_ct(path: Path, megabytes: int) -> Path:

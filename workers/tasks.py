@@ -87,7 +87,7 @@ def run_store(settings: Settings, db: jobs.JobDB, job: jobs.Job) -> str | None:
     def publish(path: Path, move: Callable[[], None]) -> bool:
         return jobs.publish(db, job.seq, path, move)
 
-    source = jobs.spool_data(db, job.spool) or settings.spool_dir / job.spool
+    source = jobs.spool_data(db, job.seq) or settings.spool_dir / job.spool
     if write_job_output(job, source, publish) is None:
         return "superseded: a later reception of the same name was stored"
     return None
@@ -146,7 +146,7 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
         raise
     else:
         store = job.kind == "store"
-        held = jobs.mark_done(db, seq, note, spool=job.spool if store else None)
+        held = jobs.mark_done(db, seq, note, store=store)
         if store and not held:  # a spool file, not bytes in the job table
             spool.remove(settings.spool_dir, job.spool)
     release_followups(db, enqueue)
