@@ -467,18 +467,18 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0,
     return job_from_row(fields, state="running", attempts=fields[_COLUMN["attempts"]] + 1)
 
 
-def mark_done(db: JobDB, seq: int, note: str | None = None, store: bool = False) -> bool:
-    """Finished: ``note`` says why a step had nothing to do (kept in ``error``). A ``store``
-    job's spool data held in the table, if any, goes in the same commit: never before its
-    job is done, never left behind once it is. Returns whether the table held it (if
-    not, the spool is a file for the caller to remove)."""
+def mark_done(db: JobDB, seq: int, note: str | None = None) -> bool:
+    """Finished: ``note`` says why a step had nothing to do (kept in ``error``). The job's
+    spool data held in the table, if any, goes in the same commit: never before its job
+    is done, never left behind once it is. Returns whether the table held it (if not, a
+    store job's spool is a file for the caller to remove)."""
     with db.transaction() as c:
         c.execute(
             "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
             " WHERE seq=?",
             (note, time.time(), seq),
         )
-        held = store and c.execute("DELETE FROM spool_data WHERE seq = ?", (seq,)).rowcount > 0
+        held = c.execute("DELETE FROM spool_data WHERE seq = ?", (seq,)).rowcount > 0
     return held
 
 

@@ -17,10 +17,10 @@ job that is not done, and a spool file without a job row was never acknowledged.
 A small object (up to ``spool_in_db_max`` bytes, ``pipeline.toml`` [state]) never
 becomes a file: its job keeps the same kind of name, and the same bytes go into the
 job table's ``spool_data`` (under the job's seq) in the very commit that records the
-job, and leave it in the commit that marks the job done. One fsync (the job table's) then makes the object durable
-instead of three (file, folder, job table), and no file is created or deleted per
-object: on ext4 without a journal, as here, allocating an inode right after others
-were deleted costs up to half a millisecond of kernel time.
+job, and leave it in the commit that marks the job done. One fsync (the job table's)
+then makes the object durable instead of three (file, folder, job table), and no file
+is created or deleted per object: on ext4 without a journal, as here, allocating an
+inode right after others were deleted costs up to half a millisecond of kernel time.
 """
 
 from __future__ import annotations

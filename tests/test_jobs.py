@@ -103,7 +103,7 @@ def test_reclaim_space_shrinks_jobs_db_once_small_objects_are_done(tmp_path: Pat
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     full = (tmp_path / "jobs.db").stat().st_size
     for seq in seqs:
-        jobs.mark_done(db, seq, store=True)
+        jobs.mark_done(db, seq)
     assert db.execute("SELECT count(*) FROM spool_data") == [(0,)]
     freed = jobs.reclaim_space(db)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -197,6 +197,6 @@ def test_small_objects_held_under_their_spool_names_are_found_by_job_after_the_m
     old.conn.close()
     db = jobs.JobDB(tmp_path / "jobs.db")
     assert [jobs.spool_data(db, seq) for seq in (1, 2, 3)] == [b"\x01" * 10, b"\x02" * 10, None]
-    assert jobs.mark_done(db, 2, store=True) and not jobs.mark_done(db, 2, store=True)
+    assert jobs.mark_done(db, 2) and not jobs.mark_done(db, 2)
     assert db.execute("SELECT seq FROM spool_data") == [(1,)]
     db.close()

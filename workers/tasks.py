@@ -145,9 +145,8 @@ def run(settings: Settings, seq: int, last_attempt: bool, handoff: Handoff) -> N
         release_followups(db, enqueue)
         raise
     else:
-        store = job.kind == "store"
-        held = jobs.mark_done(db, seq, note, store=store)
-        if store and not held:  # a spool file, not bytes in the job table
+        held = jobs.mark_done(db, seq, note)
+        if job.kind == "store" and not held:  # a spool file, not bytes in the job table
             spool.remove(settings.spool_dir, job.spool)
     release_followups(db, enqueue)
 
