@@ -445,6 +445,10 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0,
     placed. Its decisions (folders, names, commands) are then synced with the claim,
     before any output uses them. A row already placed costs no tracking pass at all:
     rows are placed in sequence order, so every earlier row is placed too.
+
+    The claim of an ``eos`` or ``exec`` row is synced as well: it makes every earlier
+    done mark durable (:func:`mark_done` leaves some unsynced) before a study is renamed
+    or a command runs on what those jobs wrote.
     """
     now = time.time()
     tx = db.transaction(fsync=db.wal is None)  # a claim lost to a power cut: the job runs again
@@ -464,6 +468,8 @@ def claim(db: JobDB, seq: int, lease_seconds: float = 600.0,
             " updated_at=? WHERE seq=?",
             (os.getpid(), HOST, now + lease_seconds, now, seq),
         )
+        if fields[_COLUMN["kind"]] != "store":  # acts on outputs: every earlier done mark durable first
+            tx.make_durable()
     return job_from_row(fields, state="running", attempts=fields[_COLUMN["attempts"]] + 1)
 
 
@@ -471,14 +477,26 @@ def mark_done(db: JobDB, seq: int, note: str | None = None) -> bool:
     """Finished: ``note`` says why a step had nothing to do (kept in ``error``). The job's
     spool data held in the table, if any, goes in the same commit: never before its job
     is done, never left behind once it is. Returns whether the table held it (if not, a
-    store job's spool is a file for the caller to remove)."""
-    with db.transaction() as c:
+    store job's spool is a file for the caller to remove).
+
+    The commit is synced unless the table held the spool data: a spool file is removed
+    next, and its job must be durably done first. A held object's done mark rides on
+    the next synced commit instead (anyone's: the WAL is synced as a whole); a power cut
+    before it loses the mark and the deleted data together, and the job is redone from
+    that data, to the same output. Every step that could act on such an output (an
+    ``eos`` rename, an ``exec`` command) syncs when it is claimed (:func:`claim`), so a
+    redo never meets a study already moved or a command already run.
+    """
+    tx = db.transaction(fsync=db.wal is None)
+    with tx as c:
         c.execute(
             "UPDATE jobs SET state='done', error=?, pid=NULL, lease_until=NULL, child_pid=NULL, updated_at=?"
             " WHERE seq=?",
             (note, time.time(), seq),
         )
         held = c.execute("DELETE FROM spool_data WHERE seq = ?", (seq,)).rowcount > 0
+        if not held:
+            tx.make_durable()
     return held
 
 
@@ -590,14 +608,14 @@ def publish(db: JobDB, seq: int, path: Path, move: Callable[[], None]) -> bool:
 
     The check, the rename and the record are one transaction, so two workers writing the
     same name settle in reception order whatever order they finish in, and a re-run after
-    a crash between rename and commit simply renames again. The commit is not synced: the
-    job's ``mark_done``, after the output folder's fsync, syncs the WAL and this record
-    with it; a power cut before that runs the job, and this, again.
+    a crash between rename and commit simply renames again. The commit is not synced: it
+    becomes durable with the job's done mark (:func:`mark_done`), or with any later
+    synced commit; a power cut before that runs the job, and this, again.
 
     >>> publish(db, 17, Path("out/CT.1.2.3"), lambda: os.replace(tmp, final))  # doctest: +SKIP
     True
     """
-    with db.transaction(fsync=False) as c:  # durable with the job's mark_done, which follows
+    with db.transaction(fsync=False) as c:  # durable with the job's done mark, which follows
         # recorded first (one statement: claim the path unless a later object holds it);
         # a failed move raises, and the transaction rolls the record back
         if not c.execute("INSERT INTO outputs (path, seq) VALUES (?, ?) ON CONFLICT (path)"

@@ -89,6 +89,47 @@ def test_a_claim_commits_without_any_sync(tmp_path: Path, monkeypatch) -> None:
     assert calls == []
 
 
+def held_object(db: jobs.JobDB, i: int) -> int:
+    """A queued store job whose spool data is held in the table, as the receiver records
+    an object of up to ``spool_in_db_max``."""
+    with db.transaction() as c:
+        seq = jobs.insert(c, dict(received(i), kind="store", state="queued"))
+        jobs.insert_spool_data(c, seq, b"held object")
+    return seq
+
+
+def test_a_held_objects_done_mark_is_not_synced_and_a_spool_files_is(tmp_path: Path, monkeypatch) -> None:
+    """A held object's data goes with its done mark: a power cut loses both and the job is
+    redone from the data. A spool file is removed after the mark: that one is synced."""
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    held, filed = held_object(db, 0), jobs.record_received(db, received(1))
+    synced = watch_syncs(tmp_path / "jobs.db", monkeypatch)
+    jobs.claim(db, held)
+    assert jobs.mark_done(db, held) is True
+    assert synced == []
+    assert jobs.get_job(db, held).state == "done" and jobs.spool_data(db, held) is None
+    jobs.claim(db, filed)
+    assert jobs.mark_done(db, filed) is False
+    assert synced == [((tmp_path / "jobs.db-wal").stat().st_size, True)]
+
+
+@pytest.mark.parametrize("kind", ["eos", "exec"])
+def test_claiming_a_step_that_acts_on_outputs_makes_earlier_done_marks_durable(tmp_path: Path, monkeypatch,
+                                                                              kind: str) -> None:
+    """An end-of-study rename or a command must not run while the done mark of an object it
+    acts on could still be lost: a redo would write that object again, at the old place."""
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    stored = held_object(db, 0)
+    with db.transaction() as c:
+        step = jobs.insert(c, {"kind": kind, "state": "queued", "received_at": time.time(), "options": {}})
+    synced = watch_syncs(tmp_path / "jobs.db", monkeypatch)
+    jobs.claim(db, stored)
+    jobs.mark_done(db, stored)
+    assert synced == []
+    assert jobs.claim(db, step) is not None
+    assert synced == [((tmp_path / "jobs.db-wal").stat().st_size, True)]  # every frame so far, the mark's too
+
+
 def test_the_folder_is_synced_once_per_wal_file(tmp_path: Path, monkeypatch) -> None:
     db = jobs.JobDB(tmp_path / "jobs.db")
     folders: list[Path] = []
