@@ -15,7 +15,6 @@ receiver does, and replaces a child that dies. A child dies with the supervisor
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import os
@@ -28,9 +27,10 @@ from typing import Any, Callable
 from pynetdicom import AE
 from pynetdicom.transport import ThreadedAssociationServer
 
+from spoolscp import parentdeath
+
 log = logging.getLogger("spoolscp.receiver")
 
-PR_SET_PDEATHSIG = 1
 BACKLOG = 128
 # A child that dies sooner than this after its start is not restarted: it would again.
 MIN_CHILD_LIFE = 2.0
@@ -114,6 +114,7 @@ def start_server(ae: AE, address: tuple[str, int], handlers: list[tuple],
 
 
 def _spawn(child_main: Callable[[socket.socket, bool], int], listener: socket.socket, first: bool) -> int:
+    supervisor = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -121,9 +122,7 @@ def _spawn(child_main: Callable[[socket.socket, bool], int], listener: socket.so
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):  # not the supervisor's handler
             signal.signal(sig, signal.SIG_DFL)
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the supervisor died before prctl took effect
-            os._exit(1)
+        parentdeath.die_with(supervisor, signal.SIGKILL)
         code = child_main(listener, first)
     except BaseException:  # noqa: BLE001 - a child must never return into the supervisor's code
         log.exception("receiver process failed")

@@ -11,16 +11,15 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import signal
 import subprocess
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from receiver.options import ExitRequest, StorescpOptions, UsageError, arguments_log_lines, parse_args
-from spoolscp import logs
+from spoolscp import logs, parentdeath
 from spoolscp.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("spoolscp")
@@ -62,10 +61,9 @@ def run_receiver(opts: StorescpOptions, settings: Settings) -> int:
         return fatal(str(exc))
 
 
-def _die_with_parent() -> None:
-    """Runs in the worker child: if the supervisor is killed, the workers stop too."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _die_with(parent: int) -> Callable[[], None]:
+    """For the worker child (before its exec): if the supervisor is killed, the workers stop too."""
+    return lambda: parentdeath.die_with(parent, signal.SIGTERM)
 
 
 def worker_argv(opts: StorescpOptions, settings: Settings) -> list[str]:
@@ -78,7 +76,7 @@ def worker_argv(opts: StorescpOptions, settings: Settings) -> list[str]:
 
 def run_all(opts: StorescpOptions, settings: Settings) -> int:
     """Receiver in this process, the worker pool as a child that dies with it."""
-    child = subprocess.Popen(worker_argv(opts, settings), preexec_fn=_die_with_parent)
+    child = subprocess.Popen(worker_argv(opts, settings), preexec_fn=_die_with(os.getpid()))
     try:
         return run_receiver(opts, settings)
     finally:
@@ -131,7 +129,7 @@ def worker_main(argv: Sequence[str]) -> int:
         settings = load_settings(args.config, state_dir=args.state_dir, workers=args.workers)
     except ConfigError as exc:
         return fatal(str(exc))
-    from workers.app import open_queue
+    from workers.app import children_die_with, open_queue
     from workers.recovery import jobs_with_messages
     from workers.tasks import run_reconcile
 
@@ -148,6 +146,7 @@ def worker_main(argv: Sequence[str]) -> int:
         graceful_signal="TERM",
         shutdown_timeout=settings.shutdown_timeout,
     )
+    children_die_with(consumer)
     consumer.run()
     return 0
 

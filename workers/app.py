@@ -12,10 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import os
+import signal
+
 from huey import Huey, RedisHuey, SqliteHuey
+from huey.consumer import Consumer
 from huey.storage import SqliteStorage
 
-from spoolscp import jobs
+from spoolscp import jobs, parentdeath
 from spoolscp.settings import Settings
 from workers import tasks
 
@@ -117,3 +121,22 @@ def make_huey(settings: Settings) -> Huey:
 def open_queue(settings: Settings) -> Queue:
     huey = make_huey(settings)
     return Queue(huey, tasks.register(huey, settings))
+
+
+def children_die_with(consumer: Consumer) -> None:
+    """Have every process ``consumer`` forks (workers, scheduler) die when it dies.
+
+    Huey's children ignore the consumer's signals and never look at their parent: with
+    the consumer SIGKILLed they would go on taking tasks, with their old code and
+    settings, beside the pool a restart brings. They get SIGKILL instead; what they
+    were running is reclaimed as after any crash (``workers.recovery``). Call before
+    ``consumer.run()``, in the process that runs it.
+    """
+    consumer_pid = os.getpid()
+    init_child = consumer.environment.init_child
+
+    def init(process: Any) -> None:
+        parentdeath.die_with(consumer_pid, signal.SIGKILL)
+        init_child(process)
+
+    consumer.environment.init_child = init  # type: ignore[method-assign]
