@@ -55,8 +55,13 @@ def run_receiver(opts: StorescpOptions, settings: Settings) -> int:
     from receiver.server import StartupError, serve
     from workers.app import open_queue
 
+    queue = open_queue(settings)
+    try:  # a killed predecessor's last wake-ups: found now, not at the reconciler's next minute
+        queue.tasks.reconcile()
+    except Exception as exc:  # noqa: BLE001 - the minute's run finds them anyway
+        log.warning("could not ask the workers for a reconciliation: %s", exc)
     try:
-        return serve(opts, settings, open_queue(settings).enqueue)
+        return serve(opts, settings, queue.enqueue)
     except StartupError as exc:
         return fatal(str(exc))
 

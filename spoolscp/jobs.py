@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from spoolscp import spool
 from spoolscp.walsync import WalSync
 
 T = TypeVar("T")
@@ -532,18 +533,27 @@ def recoverable(db: JobDB, stale_after: float = 0.0) -> list[int]:
     """Rows that need a (new) Huey message: queued ones and abandoned running ones.
 
     ``stale_after`` skips queued rows younger than that many seconds, whose Huey
-    message is most likely still on its way.
+    message is most likely still on its way, unless the receiver that recorded the row
+    (the pid in its spool name) is gone: no message is coming from it, and a SIGKILLed
+    receiver's last objects need not wait out the grace.
     """
     now = time.time()
     rows = db.execute(
-        "SELECT seq, state, pid, host, lease_until, updated_at FROM jobs"
+        "SELECT seq, state, pid, host, lease_until, updated_at, spool FROM jobs"
         " WHERE state IN ('queued', 'running') ORDER BY seq"
     )
-    return [
-        seq
-        for seq, state, pid, host, lease, updated in rows
-        if (state == "queued" and now - (updated or 0) >= stale_after) or _abandoned(state, pid, host, lease, now)
-    ]
+    alive: dict[int | None, bool] = {None: True}  # one look per receiver pid
+    found = []
+    for seq, state, pid, host, lease, updated, name in rows:
+        if state == "queued" and now - (updated or 0) < stale_after:
+            writer = spool.writer_pid(name) if name else None
+            if writer not in alive:
+                alive[writer] = pid_alive(writer)
+            if alive[writer]:
+                continue
+        if state == "queued" or _abandoned(state, pid, host, lease, now):
+            found.append(seq)
+    return found
 
 
 # ---------------------------------------------------------------------------------------

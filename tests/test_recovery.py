@@ -48,3 +48,22 @@ def test_a_young_orphan_stays(tmp_path: Path) -> None:
 
     assert sweep_spool(spool_dir, db, orphan_age=60) == []
     assert (spool_dir / name).exists()
+
+
+def queued(db: jobs.JobDB, spool_name: str | None, age: float = 0.0) -> int:
+    with db.transaction() as c:
+        seq = jobs.insert(c, {"kind": "store" if spool_name else "eos", "state": "queued", "spool": spool_name,
+                              "received_at": time.time(), "options": {}})
+        c.execute("UPDATE jobs SET updated_at = ? WHERE seq = ?", (time.time() - age, seq))
+    return seq
+
+
+def test_a_young_row_of_a_dead_receiver_needs_a_message_now(tmp_path: Path) -> None:
+    """Its wake-up was lost with its receiver: no grace for a message that cannot come.
+    A live receiver's young row, and one no receiver wrote, still get the grace."""
+    db = jobs.JobDB(tmp_path / "jobs.db")
+    orphaned = queued(db, f"{time.time_ns()}-{dead_pid()}-0.dcm")
+    queued(db, f"{time.time_ns()}-{os.getpid()}-0.dcm")  # its message may be on its way
+    queued(db, None)  # a follow-up step: its worker enqueues it
+    old = queued(db, f"{time.time_ns()}-{os.getpid()}-1.dcm", age=120)
+    assert jobs.recoverable(db, stale_after=60) == [orphaned, old]
