@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from receiver.options import ExitRequest, StorescpOptions, UsageError, arguments_log_lines, parse_args
 from spoolscp import logs, parentdeath
@@ -66,11 +67,6 @@ def run_receiver(opts: StorescpOptions, settings: Settings) -> int:
         return fatal(str(exc))
 
 
-def _die_with(parent: int) -> Callable[[], None]:
-    """For the worker child (before its exec): if the supervisor is killed, the workers stop too."""
-    return lambda: parentdeath.die_with(parent, signal.SIGTERM)
-
-
 def worker_argv(opts: StorescpOptions, settings: Settings) -> list[str]:
     """The command line of the worker child, sharing the supervisor's settings."""
     argv = [sys.executable, "-m", "spoolscp", "worker", "--state-dir", str(settings.state_dir)]
@@ -81,7 +77,9 @@ def worker_argv(opts: StorescpOptions, settings: Settings) -> list[str]:
 
 def run_all(opts: StorescpOptions, settings: Settings) -> int:
     """Receiver in this process, the worker pool as a child that dies with it."""
-    child = subprocess.Popen(worker_argv(opts, settings), preexec_fn=_die_with(os.getpid()))
+    # in the child before its exec: if the supervisor is killed, the workers stop too
+    child = subprocess.Popen(worker_argv(opts, settings),
+                             preexec_fn=functools.partial(parentdeath.die_with, os.getpid(), signal.SIGTERM))
     try:
         return run_receiver(opts, settings)
     finally:

@@ -20,6 +20,7 @@ Life cycle of a row::
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -542,15 +543,13 @@ def recoverable(db: JobDB, stale_after: float = 0.0) -> list[int]:
         "SELECT seq, state, pid, host, lease_until, updated_at, spool FROM jobs"
         " WHERE state IN ('queued', 'running') ORDER BY seq"
     )
-    alive: dict[int | None, bool] = {None: True}  # one look per receiver pid
+    alive = functools.cache(pid_alive)  # one look per receiver pid
     found = []
     for seq, state, pid, host, lease, updated, name in rows:
-        if state == "queued" and now - (updated or 0) < stale_after:
-            writer = spool.writer_pid(name) if name else None
-            if writer not in alive:
-                alive[writer] = pid_alive(writer)
-            if alive[writer]:
-                continue
+        young = state == "queued" and now - (updated or 0) < stale_after
+        writer = spool.writer_pid(name) if young and name else None
+        if young and (writer is None or alive(writer)):
+            continue  # its receiver (or whoever queued it) may still send the message
         if state == "queued" or _abandoned(state, pid, host, lease, now):
             found.append(seq)
     return found

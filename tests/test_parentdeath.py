@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from sidebyside import SPOOLSCP, wait_for, write_spoolscp_config
+from spoolscp.jobs import pid_alive as alive  # a zombie waiting for its reaper counts as gone
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,14 +31,6 @@ if sys.argv[1] == "own":
 else:
     print(os.waitpid(pid, 0)[1] >> 8, flush=True)
 """
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper counts as gone)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def children(pid: int) -> list[int]:

@@ -9,11 +9,10 @@ build their queue here, so task names and storage always agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import os
 import signal
+from dataclasses import dataclass
+from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
