@@ -22,6 +22,15 @@ tree of the receiver being measured is sampled; the idle ones cost < 0.01 CPU s/
 On a machine whose load drifts within minutes (DCMTK alone varied 2,157-3,523 obj/s
 across three back-to-back runs), the runs of one round see the same machine.
 
+The large corpora swing most, with the memory state of the virtual machine rather than
+with the receivers: here a write into page-cache pages the guest had not used lately
+cost 0.8-1.4 ms per 512 KB, into the pages of files deleted a moment before 0.11-0.13
+ms (``os.writev`` of 32 x 16 KB, no fsync, 300-2,000 files; 2026-12-02). DCMTK, which
+never waits for the disk, runs at that speed: 195-552 MB/s on 64 MB objects within one
+group, and spoolscp's 64 MB ratio was 0.72 in one full run and 1.26 half an hour later.
+Touching anonymous memory first did not make it steady (once it did, once not), so
+the bench does not try; read those min-max ranges as the machine's, not the code's.
+
 Medians of ``--runs`` runs with min and max, the association set-up rate measured with
 a raw-socket client (``rawclient``: A-ASSOCIATE, C-ECHO or one small C-STORE,
 A-RELEASE; DCMTK's and spoolscp's rounds alternate, both servers up), and the machine
