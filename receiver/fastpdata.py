@@ -17,6 +17,15 @@ While a message is incomplete, nothing waits in the DUL's queues (a primitive to
 an event such as an abort) and the next P-DATA-TF is already there, the DUL loop's next
 pass would only read that PDU: so it is read here at once, without the pass (two
 ``select`` calls, an empty wake-up read and two empty-queue exceptions per PDU).
+
+The PDUs already waiting are taken from one look at the socket (:func:`_receive_peeked`):
+up to :data:`BATCH` bytes are peeked, every complete P-DATA-TF in them is handed on in
+order, its fragments as views of the peeked bytes, and only the bytes of PDUs handed on
+are then dropped from the socket (``MSG_TRUNC``: no copy). Two system calls serve up to
+eight 16 KB PDUs instead of two per PDU (the header peek, the read), and no fragment is
+copied again; anything the peek shows that is not a complete, well-formed P-DATA-TF
+stays in the socket for the paths above. Receiver CPU, 64 MB objects over four
+``--fork`` associations: 0.58-0.60 s per 8 objects against 0.65-0.72 s before.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import sys
 from typing import Any
 
 from pynetdicom import evt
@@ -35,10 +45,17 @@ LOGGER = logging.getLogger("pynetdicom.dul")
 _SKIPPED = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_FSM_TRANSITION)
 _original_read = DULServiceProvider._read_pdu_data
 _PEEK, _PEEK_NOW = int(socket.MSG_PEEK), int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # ints: no enum arithmetic per PDU
+# TCP's MSG_TRUNC drops received bytes without copying them (Linux, tcp(7)); elsewhere they are read
+_DISCARD = int(socket.MSG_TRUNC) if sys.platform.startswith("linux") and hasattr(socket, "MSG_TRUNC") else 0
+BATCH = 1 << 17  # bytes peeked at once: eight 16 KB PDUs, storescp's default maximum
 
 
-def pdv_items(body: memoryview) -> list[tuple[int, bytes]] | None:
-    """The (context ID, control header + fragment) items of a P-DATA-TF body, or None."""
+def pdv_items(body: memoryview, copy: bool = True) -> list[tuple[int, Any]] | None:
+    """The (context ID, control header + fragment) items of a P-DATA-TF body, or None.
+
+    The fragments are copies (``bytes``), or with ``copy=False`` views of ``body``, which
+    must then be read-only (a view of ``bytes``): pynetdicom keeps them as they are.
+    """
     items, at, end = [], 0, len(body)
     while at < end:
         if at + 6 > end:
@@ -46,7 +63,8 @@ def pdv_items(body: memoryview) -> list[tuple[int, bytes]] | None:
         length = struct.unpack_from(">I", body, at)[0]
         if length < 2 or at + 4 + length > end:
             return None
-        items.append((body[at + 4], bytes(body[at + 5:at + 4 + length])))
+        fragment = body[at + 5:at + 4 + length]
+        items.append((body[at + 4], bytes(fragment) if copy else fragment))
         at += 4 + length
     return items or None
 
@@ -92,14 +110,19 @@ def _direct(provider: DULServiceProvider, assoc: Any) -> bool:
             and not (handlers.get(_SKIPPED[0]) or handlers.get(_SKIPPED[1]) or handlers.get(_SKIPPED[2])))
 
 
-def _next_pdata(provider: DULServiceProvider, assoc: Any, sock: socket.socket) -> int | None:
-    """The length of the next P-DATA-TF if the DUL loop's next pass would only read it:
-    a message is incomplete, nothing is queued for the DUL, it is there already."""
+def _continuing(provider: DULServiceProvider, assoc: Any, sock: socket.socket) -> bool:
+    """Would the DUL loop's next pass only read the next PDU? A message is incomplete and
+    nothing is queued for the DUL. (Restarts the idle timer, as the loop does per PDU.)"""
     if (assoc.dimse.message is None or provider.to_provider_queue.queue or provider.event_queue.queue
             or provider._kill_thread or sock.gettimeout() or not _direct(provider, assoc)):
-        return None  # a socket timeout would make the non-blocking peek wait
-    provider._idle_timer.restart()  # as the loop does after each PDU read
-    return _peek_pdata_length(sock, _PEEK_NOW)
+        return False  # a socket timeout would make the non-blocking peeks wait
+    provider._idle_timer.restart()
+    return True
+
+
+def _next_pdata(provider: DULServiceProvider, assoc: Any, sock: socket.socket) -> int | None:
+    """The length of the next P-DATA-TF if :func:`_continuing` and it is there already."""
+    return _peek_pdata_length(sock, _PEEK_NOW) if _continuing(provider, assoc, sock) else None
 
 
 def _read_pdu_data(self: DULServiceProvider) -> None:
@@ -110,9 +133,62 @@ def _read_pdu_data(self: DULServiceProvider) -> None:
     length = _peek_pdata_length(sock)
     if length is None:
         return _original_read(self)
-    while length is not None and _receive_pdata(self, assoc.dimse, sock, length):
+    while length is not None:
+        if not _receive_peeked(self, assoc, sock):  # none complete in one peek: larger, or still arriving
+            if not _receive_pdata(self, assoc.dimse, sock, length):
+                return None  # it went to pynetdicom's path, or the connection broke
         length = _next_pdata(self, assoc, sock)
     return None
+
+
+def _receive_peeked(provider: DULServiceProvider, assoc: Any, sock: socket.socket) -> int:
+    """Hand DIMSE every complete P-DATA-TF in one peek at ``sock``, in order, while
+    :func:`_continuing`; drop the bytes of those from the socket; return how many."""
+    try:
+        peeked = sock.recv(BATCH, _PEEK_NOW)
+    except (OSError, TimeoutError):
+        return 0
+    view, at, handled = memoryview(peeked), 0, 0
+    try:
+        while at + 6 <= len(peeked) and peeked[at] == 0x04:
+            end = at + 6 + struct.unpack_from(">I", peeked, at + 2)[0]
+            items = pdv_items(view[at + 6:end], copy=False) if end <= len(peeked) else None
+            if items is None:
+                break  # incomplete or malformed: the single-PDU path reads it
+            at, handled = end, handled + 1
+            _hand_on(assoc.dimse, items)
+            if not _continuing(provider, assoc, sock):
+                break
+    finally:
+        if at:
+            _discard(provider, sock, at)
+    return handled
+
+
+def _discard(provider: DULServiceProvider, sock: socket.socket, size: int) -> None:
+    """Drop ``size`` bytes that a peek showed and that were handled from the socket."""
+    try:
+        while size > 0:
+            dropped = len(sock.recv(size, _DISCARD))
+            if not dropped:
+                raise ConnectionResetError("connection closed while dropping read data")
+            size -= dropped
+    except (OSError, TimeoutError) as exc:
+        _connection_broke(provider, exc)
+
+
+def _connection_broke(provider: DULServiceProvider, exc: BaseException) -> None:
+    """pynetdicom's answer to a connection lost in the middle of a PDU."""
+    LOGGER.error("Connection closed before the entire PDU was received")
+    LOGGER.exception(exc)
+    provider.event_queue.put("Evt17")
+
+
+def _hand_on(dimse: Any, items: list[tuple[int, Any]]) -> None:
+    """Give DIMSE the P-DATA primitive of ``items``, as DT-2 does (Sta6 -> Sta6)."""
+    primitive = P_DATA()
+    primitive.presentation_data_value_list.extend(items)  # the list pynetdicom's to_primitive() fills
+    dimse.receive_primitive(primitive)
 
 
 def _receive_pdata(provider: DULServiceProvider, dimse: Any, sock: socket.socket, length: int) -> bool:
@@ -121,9 +197,7 @@ def _receive_pdata(provider: DULServiceProvider, dimse: Any, sock: socket.socket
     try:
         pdu = _read_exactly(sock, 6 + length)
     except (OSError, TimeoutError) as exc:
-        LOGGER.error("Connection closed before the entire PDU was received")
-        LOGGER.exception(exc)
-        provider.event_queue.put("Evt17")
+        _connection_broke(provider, exc)
         return False
     if pdu is None:
         LOGGER.error("The received PDU is shorter than expected")
@@ -133,9 +207,7 @@ def _receive_pdata(provider: DULServiceProvider, dimse: Any, sock: socket.socket
     if items is None:  # malformed: let pynetdicom decode it (and refuse it) as it would
         _feed_original(provider, pdu)
         return False
-    primitive = P_DATA()
-    primitive.presentation_data_value_list.extend(items)  # the list pynetdicom's to_primitive() fills
-    dimse.receive_primitive(primitive)  # what DT-2 does, Sta6 -> Sta6
+    _hand_on(dimse, items)
     return True
 
 

@@ -9,6 +9,7 @@ import queue
 import socket
 import struct
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -117,4 +118,87 @@ def test_a_pdu_read_in_pieces_is_read_whole() -> None:
     fastpdata._read_pdu_data(dul)
     sender.join()
     assert dul.assoc.dimse.received == [primitive_of(pdu)]
+    ours.close(), peer.close()
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A loopback TCP connection (the receiver's kind of socket: ``MSG_TRUNC`` drops bytes)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        peer = socket.create_connection(server.getsockname())
+        ours, _ = server.accept()
+    return ours, peer
+
+
+def wait_readable(sock: socket.socket, size: int) -> None:
+    """Until ``size`` bytes are waiting on ``sock`` (a peek shows only what has arrived)."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            if len(sock.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)) >= size:
+                return
+        except BlockingIOError:
+            pass
+        assert time.monotonic() < deadline, "the peer's bytes did not arrive"
+        time.sleep(0.005)
+
+
+def test_the_pdus_of_one_peek_go_on_as_views_and_only_their_bytes_leave_the_socket() -> None:
+    """Three complete P-DATA and the start of a fourth are waiting: the three go to DIMSE
+    as pynetdicom would make them, their fragments views of the peeked bytes (no copy),
+    and the socket still holds exactly the fourth's start."""
+    ours, peer = tcp_pair()
+    pdus = [pdata_pdu(0x00, bytes([n]) * 16000) for n in range(3)]
+    partial = pdata_pdu(0x00, b"y" * 16000)[:9000]
+    peer.sendall(b"".join(pdus) + partial)
+    wait_readable(ours, 3 * len(pdus[0]) + len(partial))
+    dul = fake_dul(ours)
+    assert fastpdata._receive_peeked(dul, dul.assoc, ours) == 3
+    assert dul.assoc.dimse.received == [primitive_of(pdu) for pdu in pdus]
+    assert all(type(fragment) is memoryview and fragment.readonly
+               for items in dul.assoc.dimse.received for _, fragment in items)
+    ours.setblocking(False)
+    assert ours.recv(1 << 20) == partial
+    ours.close(), peer.close()
+
+
+@pytest.mark.parametrize("first", ["malformed", "larger than a peek"])
+def test_a_pdu_the_peek_cannot_take_stays_for_the_single_pdu_path(first: str) -> None:
+    """A malformed P-DATA (pynetdicom must refuse it) or one larger than :data:`BATCH` is
+    not taken from the peek, nor anything after it; ``_read_pdu_data`` then reads it alone."""
+    ours, peer = tcp_pair()
+    if first == "malformed":
+        head = struct.pack(">BBI", 4, 0, 7) + struct.pack(">IB", 9, 1) + b"\x00\x00"  # item longer than the PDU
+    else:
+        head = pdata_pdu(0x00, b"z" * (fastpdata.BATCH + 100))
+    tail = pdata_pdu(0x02, b"end")
+    peer.sendall(head + tail)
+    waiting = min(len(head) + len(tail), 1 << 16)  # what surely fits in the socket's buffer
+    wait_readable(ours, waiting)
+    dul = fake_dul(ours)
+    assert fastpdata._receive_peeked(dul, dul.assoc, ours) == 0
+    assert ours.recv(waiting, socket.MSG_PEEK) == (head + tail)[:waiting]  # nothing taken
+    if first == "larger than a peek":
+        fastpdata._read_pdu_data(dul)
+        assert dul.assoc.dimse.received == [primitive_of(head), primitive_of(tail)]
+    ours.close(), peer.close()
+
+
+def test_what_dimse_was_given_leaves_the_socket_even_when_dimse_raises() -> None:
+    """DIMSE failing on the second PDU: the first two are dropped from the socket, so
+    nothing is handed over twice; the rest stays."""
+    ours, peer = tcp_pair()
+    pdus = [pdata_pdu(0x00, bytes([n]) * 1000) for n in range(4)]
+    peer.sendall(b"".join(pdus))
+    wait_readable(ours, sum(map(len, pdus)))
+    dul = fake_dul(ours)
+
+    def fail_on_second(dul: Any) -> None:
+        if len(dul.assoc.dimse.received) == 2:
+            raise RuntimeError("DIMSE failed")
+
+    dul.assoc.dimse.on_receive = fail_on_second
+    with pytest.raises(RuntimeError):
+        fastpdata._receive_peeked(dul, dul.assoc, ours)
+    ours.setblocking(False)
+    assert ours.recv(1 << 20) == b"".join(pdus[2:])
     ours.close(), peer.close()
