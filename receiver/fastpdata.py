@@ -120,25 +120,20 @@ def _continuing(provider: DULServiceProvider, assoc: Any, sock: socket.socket) -
     return True
 
 
-def _next_pdata(provider: DULServiceProvider, assoc: Any, sock: socket.socket) -> int | None:
-    """The length of the next P-DATA-TF if :func:`_continuing` and it is there already."""
-    return _peek_pdata_length(sock, _PEEK_NOW) if _continuing(provider, assoc, sock) else None
-
-
 def _read_pdu_data(self: DULServiceProvider) -> None:
     sock = plain_socket(self)
     assoc: Any = self.assoc
     if sock is None or not _direct(self, assoc):
         return _original_read(self)
-    length = _peek_pdata_length(sock)
-    if length is None:
+    if _peek_pdata_length(sock) is None:  # waits for the next PDU
         return _original_read(self)
-    while length is not None:
+    while True:
         if not _receive_peeked(self, assoc, sock):  # none complete in one peek: larger, or still arriving
-            if not _receive_pdata(self, assoc.dimse, sock, length):
-                return None  # it went to pynetdicom's path, or the connection broke
-        length = _next_pdata(self, assoc, sock)
-    return None
+            length = _peek_pdata_length(sock, _PEEK_NOW)
+            if length is None or not _receive_pdata(self, assoc.dimse, sock, length):
+                return None  # nothing there, pynetdicom's path took it, or the connection broke
+        if not _continuing(self, assoc, sock):
+            return None
 
 
 def _receive_peeked(provider: DULServiceProvider, assoc: Any, sock: socket.socket) -> int:
