@@ -8,13 +8,8 @@ what its C-ECHO handler sees as JSON lines on stdout.
 
 from __future__ import annotations
 
-import json
 import queue
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -24,6 +19,7 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from receiver import inline_dul, reactor_wakeups
+from tests.scriptserver import ScriptServer
 from tests.sidebyside import HOST, free_port
 
 reactor_wakeups.install()  # the SCU below is pynetdicom's: unpatched, its reactor may take an answer
@@ -72,39 +68,12 @@ server.shutdown()
 """
 
 
-class Receiver:
-    """The subprocess receiver and the JSON lines it printed."""
-
-    def __init__(self, proc: subprocess.Popen, port: int) -> None:
-        self.proc, self.port = proc, port
-        self.lines: list[dict[str, Any]] = []
-        self._arrived = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._arrived:
-                self.lines.append(json.loads(line))
-                self._arrived.notify_all()
-
-    def wait_for(self, event: str, timeout: float = 10) -> dict[str, Any]:
-        with self._arrived:
-            assert self._arrived.wait_for(lambda: any(x["event"] == event for x in self.lines), timeout), self.lines
-            return next(x for x in self.lines if x["event"] == event)
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver() -> Iterator[ScriptServer]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=Path(__file__).parent.parent)
-    try:
-        server = Receiver(proc, port)
+    with ScriptServer.start(SERVER, port) as server:
         server.wait_for("ready")
         yield server
-    finally:
-        proc.communicate("", timeout=20)
 
 
 def _associate(port: int) -> Any:
@@ -130,7 +99,7 @@ def _echo_then_aborted(port: int, msg_id: int) -> Any:
     return assoc
 
 
-def test_a_receiver_association_has_no_dul_thread(receiver: Receiver) -> None:
+def test_a_receiver_association_has_no_dul_thread(receiver: ScriptServer) -> None:
     assoc = _associate(receiver.port)
     assert assoc.send_c_echo(msg_id=1).Status == 0x0000
     assoc.release()
@@ -142,7 +111,7 @@ def test_a_receiver_association_has_no_dul_thread(receiver: Receiver) -> None:
     assert isinstance(assoc.dul, DULServiceProvider) and not assoc.dul.is_alive()  # the SCU's thread ran and ended
 
 
-def test_many_messages_on_one_association(receiver: Receiver) -> None:
+def test_many_messages_on_one_association(receiver: ScriptServer) -> None:
     assoc = _associate(receiver.port)
     statuses = [assoc.send_c_echo(msg_id=n).Status for n in range(100, 150)]
     assoc.release()
@@ -151,13 +120,13 @@ def test_many_messages_on_one_association(receiver: Receiver) -> None:
     assert [x["id"] for x in receiver.lines if x["event"] == "echo"] == list(range(100, 150))
 
 
-def test_an_abort_from_another_thread_reaches_the_peer(receiver: Receiver) -> None:
+def test_an_abort_from_another_thread_reaches_the_peer(receiver: ScriptServer) -> None:
     _echo_then_aborted(receiver.port, 7)
     receiver.wait_for("EVT_ABORTED")
     assert receiver.wait_for("ended") == {"event": "ended", "assoc_alive": False, "dul_alive": False}
 
 
-def test_a_pass_that_raises_aborts_the_association(receiver: Receiver) -> None:
+def test_a_pass_that_raises_aborts_the_association(receiver: ScriptServer) -> None:
     _echo_then_aborted(receiver.port, 9)
     assert receiver.wait_for("echo")["id"] == 9
 
