@@ -9,6 +9,8 @@ more round trip.
 
 For the receiver's own associations (acceptor, an AE built by
 :func:`receiver.server.build_ae`, plain socket) :func:`install` starts no DUL thread.
+"The association thread" is the one that runs the association's reactor: its own, or
+the pooled thread that accepted it (:mod:`receiver.acceptpool`).
 The association thread runs the DUL loop's passes itself (:func:`step`, one pass of
 ``DULServiceProvider.run_reactor`` without its sleep) wherever it would have waited for
 that thread (:func:`pump`): in its reactor's idle wait, in ``kill``, while waiting for
@@ -30,7 +32,6 @@ from __future__ import annotations
 import functools
 import logging
 import queue
-import threading
 import time
 from typing import Any, Callable
 
@@ -39,6 +40,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 
 from receiver import reactor_wakeups
+from receiver.acceptpool import current_association, runs_here
 from receiver.fastpdata import plain_socket
 
 LOGGER = logging.getLogger("pynetdicom.dul")
@@ -56,7 +58,7 @@ def inline(provider: DULServiceProvider) -> bool:
 def _ours(provider: DULServiceProvider) -> bool:
     assoc = provider.assoc
     return (assoc.is_acceptor and getattr(assoc.ae, "storescp_policy", None) is not None
-            and plain_socket(provider) is not None and threading.current_thread() is assoc)
+            and plain_socket(provider) is not None and runs_here(assoc))
 
 
 def _start(self: DULServiceProvider) -> None:
@@ -83,8 +85,8 @@ def defer(call: Callable[[], None]) -> bool:
     For what an answer should not wait for, yet what must not lag behind the association:
     the calls run in order, before the thread blocks and, at the latest, at its end.
     """
-    thread = threading.current_thread()
-    provider = getattr(thread, "dul", None) if isinstance(thread, Association) else None
+    assoc = current_association()
+    provider = None if assoc is None else assoc.dul
     if provider is None or not inline(provider) or provider._spool_stopped:
         return False
     provider._spool_deferred.append(call)
@@ -162,7 +164,7 @@ def wait(assoc: Any, seconds: float) -> None:
     """``time.sleep(seconds)`` for a thread that waits for the DUL: on the association's
     own thread of an inline DUL, the DUL runs meanwhile."""
     provider = assoc.dul
-    if inline(provider) and threading.current_thread() is assoc:
+    if inline(provider) and runs_here(assoc):
         pump(provider, seconds)
     else:
         time.sleep(seconds)
@@ -182,7 +184,7 @@ def _stop_dul(self: DULServiceProvider) -> bool:
     if self.state_machine.current_state != "Sta1":
         return False
     self._kill_thread = True
-    if threading.current_thread() is self.assoc:
+    if runs_here(self.assoc):
         _stop(self)
         return True
     self._spool_wakeup.poke()
@@ -191,7 +193,7 @@ def _stop_dul(self: DULServiceProvider) -> bool:
 
 def _receive_pdu(self: DULServiceProvider, wait: bool = False, timeout: float | None = None) -> Any:
     """A blocking receive on the association thread runs the DUL until something came."""
-    if wait and inline(self) and threading.current_thread() is self.assoc:
+    if wait and inline(self) and runs_here(self.assoc):
         deadline = None if timeout is None else time.monotonic() + timeout
         cap = reactor_wakeups.IDLE_WAIT  # the timers are looked at after each pass
         while not self.to_user_queue.queue and not self._spool_stopped:

@@ -20,13 +20,13 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 from typing import Any, Callable
 
 from pynetdicom import AE
 from pynetdicom.transport import ThreadedAssociationServer
 
+from receiver.acceptpool import AcceptPool, PooledRequestHandler
 from spoolscp import parentdeath
 
 log = logging.getLogger("spoolscp.receiver")
@@ -59,22 +59,41 @@ def listening_socket(address: tuple[str, int]) -> socket.socket:
 
 
 class ReceiverServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server with two costs per association removed.
+    """pynetdicom's threaded server with three costs per association removed.
 
     A full garbage collection runs at most every :data:`GC_INTERVAL` seconds: pynetdicom
     runs one every 60 requests (dead associations hold reference cycles), which stalls
     every thread for tens of milliseconds and, under one association per object, costs
-    more than a C-STORE. And no thread is started just to create the association.
+    more than a C-STORE. No thread is started just to create the association, and none
+    to run it while a pooled one is idle (:mod:`receiver.acceptpool`): the server's
+    connections are accepted by :attr:`pool` instead of ``serve_forever``.
     """
 
     _last_gc = 0.0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.pool = AcceptPool(self)  # before pynetdicom's __init__, which looks at active_associations
+        super().__init__(*args, request_handler=PooledRequestHandler, **kwargs)
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        """In the accept loop: pynetdicom starts a thread per connection only to create
-        the association, which then starts its own thread; that first thread is saved.
+        """In the thread that accepted: pynetdicom would start a thread per connection
+        only to create the association, and the association then its own thread.
         TCP_NODELAY as DCMTK sets it with ``TCP_NODELAY=1``."""
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers are small: no Nagle wait
         self.process_request_thread(request, client_address)
+
+    @property
+    def active_associations(self) -> list[Any]:
+        """pynetdicom's (started association threads) and the pool's."""
+        return super().active_associations + self.pool.associations()
+
+    def shutdown(self) -> None:
+        """Stop accepting and close the socket; open associations go on (see
+        ``receiver.server.drain``). ``serve_forever`` never ran, so socketserver's own
+        shutdown, which waits for it, is not called."""
+        self.pool.stop()
+        self.server_close()
+        self.ae._servers.remove(self)
 
     def service_actions(self) -> None:
         now = time.monotonic()
@@ -107,8 +126,7 @@ def start_server(ae: AE, address: tuple[str, int], handlers: list[tuple],
         server = ae.make_server(address, evt_handlers=handlers, server_class=ReceiverServer)
     else:
         server = ae.make_server(address, evt_handlers=handlers, server_class=SharedSocketServer, listener=listener)
-    thread = threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True)
-    thread.start()
+    server.pool.start()
     ae._servers.append(server)
     return server
 

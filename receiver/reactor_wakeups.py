@@ -50,6 +50,8 @@ from typing import Any, Callable
 
 from pynetdicom import association, dimse, dul, fsm
 
+from receiver.acceptpool import runs_here
+
 IDLE_WAIT = 0.05  # longest wait of an idle reactor before it looks at its timers again
 
 
@@ -143,7 +145,7 @@ def _dul_stopping(provider: dul.DULServiceProvider, seconds: float) -> None:
 def _assoc_wait(assoc: association.Association, seconds: float) -> None:
     """The association thread's own wait (``kill`` from another thread sleeps for real:
     clearing the event there could take a wake-up from the reactor)."""
-    if threading.current_thread() is not assoc:
+    if not runs_here(assoc):
         time.sleep(seconds)
         return
     pump = assoc.dul.__dict__.get("_spool_pump")
@@ -177,7 +179,7 @@ def _dul_init(provider: dul.DULServiceProvider) -> None:
 def _poke_dul(provider: dul.DULServiceProvider) -> None:
     """Wake the DUL for a primitive just queued, unless this thread runs its passes itself
     (the association thread of an inline DUL, :mod:`receiver.inline_dul`)."""
-    if "_spool_pump" in provider.__dict__ and threading.current_thread() is provider.assoc:
+    if "_spool_pump" in provider.__dict__ and runs_here(provider.assoc):
         return
     provider._spool_wakeup.poke()
 
@@ -235,7 +237,7 @@ def _wrap_get_msg(original: Callable[..., Any]) -> Callable[..., Any]:
 
     def get_msg(self: dimse.DIMSEServiceProvider, block: bool = False) -> Any:
         assoc = self.assoc
-        if not block and threading.current_thread() is assoc and not assoc._reactor_checkpoint.is_set():
+        if not block and runs_here(assoc) and not assoc._reactor_checkpoint.is_set():
             return None, None
         return original(self, block)
 

@@ -22,6 +22,7 @@ from pynetdicom import AE, _config, evt
 from receiver import (acceptor, commands, connection, datasettimeout, diskfull, dropfolder, handlers, inline_dul,
                       prefork, pynetdicom_fixes, testoptions)
 from receiver.acceptor import AcceptorPolicy
+from receiver.acceptpool import PoolAwareAE
 from receiver.negotiation import VERIFICATION, DefaultRules, ProfileRules, Rules, preference
 from receiver.profiles import ProfileError
 from receiver.profiles import load as load_profile
@@ -97,7 +98,7 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     # pynetdicom's own PDU/DIMSE log handlers run on every PDU; its log shows only with -d
     debug = logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG)
     _config.LOG_HANDLER_LEVEL = "standard" if debug else "none"
-    ae = AE(ae_title=opts.aetitle)
+    ae = PoolAwareAE(ae_title=opts.aetitle)
     ae.storescp_policy = AcceptorPolicy(
         rules=rules or negotiation_rules(opts),
         refuse=opts.refuse,
