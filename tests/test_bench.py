@@ -102,6 +102,13 @@ def test_setup_ratio_pairs_rounds_of_the_same_kind() -> None:
     assert compare.setup_ratio(rates[0], rates) is None
 
 
+def test_set_up_is_measured_for_dcmtk_spoolscp_and_spoolscp_fork_when_chosen() -> None:
+    everyone = compare.parse_args([])
+    assert compare.setup_receivers(everyone) == [compare.DCMTK, compare.SPOOLSCP, compare.SPOOLSCP_FORK]
+    some = compare.parse_args(["--receiver", "spoolscp-fork", "--receiver", "dcmtk-fork"])
+    assert compare.setup_receivers(some) == [compare.SPOOLSCP_FORK]  # DCMTK's --fork forks per association
+
+
 def test_rotations_start_each_round_one_receiver_later() -> None:
     assert compare.rotations(["a", "b", "c"], 4) == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
     assert compare.rotations(["a"], 2) == [["a"], ["a"]]

@@ -33,7 +33,8 @@ the bench does not try; read those min-max ranges as the machine's, not the code
 
 Medians of ``--runs`` runs with min and max, the association set-up rate measured with
 a raw-socket client (``rawclient``: A-ASSOCIATE, C-ECHO or one small C-STORE,
-A-RELEASE; DCMTK's and spoolscp's rounds alternate, both servers up), and the machine
+A-RELEASE; the rounds of DCMTK's default, spoolscp and ``spoolscp --fork`` alternate,
+all servers up), and the machine
 load (``/proc/loadavg``) before and after every group, since other work may share it.
 
 The ratio to DCMTK (``--fork`` for four associations) is *paired*: per round, the
@@ -86,6 +87,7 @@ DCMTK = Receiver("dcmtk", "dcmtk")
 DCMTK_FORK = Receiver("dcmtk --fork", "dcmtk", ("--fork",))
 SPOOLSCP = Receiver("spoolscp", "spoolscp")
 SPOOLSCP_FORK = Receiver("spoolscp --fork", "spoolscp", ("--fork",))
+BY_OPTION = {"dcmtk": DCMTK, "dcmtk-fork": DCMTK_FORK, "spoolscp": SPOOLSCP, "spoolscp-fork": SPOOLSCP_FORK}
 FORKING = (DCMTK_FORK, SPOOLSCP_FORK)  # run for concurrent associations only
 
 
@@ -361,11 +363,12 @@ def table(cases: list[Case], rates: list[SetupRate]) -> str:
     if not rates:
         return "\n".join(lines)
     lines.append("")
-    lines.append("association set-up (raw-socket client, one after another): associations/s, ratio as above")
+    lines.append("association set-up (raw-socket client, one after another): associations/s, "
+                 "ratio over DCMTK's default (not --fork) in the same round")
     for r in rates:
         ratio = setup_ratio(r, rates)
         paired_text = f"  ratio {_fmt(ratio, 3)}" if ratio else ""
-        lines.append(f"  {r.receiver:10} {r.kind:5} {_fmt(spread(r.rates))}{paired_text}")
+        lines.append(f"  {r.receiver:16} {r.kind:5} {_fmt(spread(r.rates))}{paired_text}")
     return "\n".join(lines)
 
 
@@ -399,11 +402,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def selected(args: argparse.Namespace) -> list[Receiver]:
+    """The receivers ``--receiver`` names (all by default)."""
+    return [BY_OPTION[r] for r in args.receiver or BY_OPTION]
+
+
+def setup_receivers(args: argparse.Namespace) -> list[Receiver]:
+    """Whose set-up rate is measured: DCMTK's default (the reference), spoolscp's, and
+    ``spoolscp --fork`` (what an operator facing one association per object can run)."""
+    return [rec for rec in (DCMTK, SPOOLSCP, SPOOLSCP_FORK) if rec in selected(args)]
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, corpus.CorpusSpec, int, list[Receiver]]]:
     """The (corpus, assocs) groups, each with the receivers whose runs it interleaves."""
     specs = corpus.TINY if args.tiny else corpus.QUICK if args.quick else corpus.FULL
-    chosen = {"dcmtk": DCMTK, "dcmtk-fork": DCMTK_FORK, "spoolscp": SPOOLSCP, "spoolscp-fork": SPOOLSCP_FORK}
-    receivers = [chosen[r] for r in args.receiver or chosen]
+    receivers = selected(args)
     single = [rec for rec in receivers if rec not in FORKING]
     groups = [(name, specs[name], assocs, single if assocs == 1 else receivers)
               for name in args.corpus or specs for assocs in args.assocs or (1, 4)]
@@ -424,12 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="spoolscp-bench-") as tmp:
         for i, (name, spec, assocs, receivers) in enumerate(plan(args)):
             cases += run_group(receivers, name, corpus.ensure(spec, cache), assocs, runs, Path(tmp) / f"group{i}")
-        setup_receivers = [rec for rec in (DCMTK, SPOOLSCP) if args.receiver is None or rec.name in args.receiver]
-        if setup_receivers and not args.no_setup:
+        setup = setup_receivers(args)
+        if setup and not args.no_setup:
             small = corpus.ensure((corpus.TINY if args.tiny else corpus.QUICK)["2KB"], cache)[0]
             seconds = args.setup_seconds or (0.5 if args.tiny else 2.0)
-            print(f"# set-up rate, {', '.join(r.name for r in setup_receivers)} (load {loadavg()})", file=sys.stderr)
-            rates = setup_rates(setup_receivers, small, runs, seconds, Path(tmp) / "setup")
+            print(f"# set-up rate, {', '.join(r.name for r in setup)} (load {loadavg()})", file=sys.stderr)
+            rates = setup_rates(setup, small, runs, seconds, Path(tmp) / "setup")
     meta["load_end"] = loadavg()
     if args.json:
         print(json.dumps(report_json(cases, rates, meta), indent=1))
