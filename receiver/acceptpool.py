@@ -59,7 +59,7 @@ def current_association() -> Association | None:
 
 def runs_here(assoc: Any) -> bool:
     """True on the thread that runs ``assoc``'s reactor (pooled or its own thread)."""
-    return getattr(_local, "association", None) is assoc or threading.current_thread() is assoc
+    return current_association() is assoc
 
 
 def running() -> list[Association]:

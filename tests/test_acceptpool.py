@@ -9,7 +9,6 @@ are pynetdicom's and raw sockets, over 127.0.0.1.
 from __future__ import annotations
 
 import socket
-import time
 from typing import Any, Iterator
 
 import pytest
@@ -19,7 +18,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from receiver import reactor_wakeups
 from receiver.acceptpool import MAX_IDLE
 from tests.scriptserver import ScriptServer
-from tests.sidebyside import HOST, free_port
+from tests.sidebyside import HOST, free_port, wait_for
 
 reactor_wakeups.install()  # the SCU below is pynetdicom's: unpatched, its reactor may take an answer
 
@@ -83,13 +82,6 @@ def associate(port: int) -> Any:
     return ae.associate(HOST, port)
 
 
-def until(check: Any, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return result
-
-
 def test_associations_one_after_another_reuse_a_few_pooled_threads(receiver: ScriptServer) -> None:
     for _ in range(30):
         assoc = associate(receiver.port)
@@ -112,8 +104,9 @@ def test_concurrent_associations_get_a_thread_each_and_are_counted(receiver: Scr
     assert echoes[-1]["server_active"] == 6 and echoes[-1]["ae_active"] == 6
     for a in assocs:
         a.release()
-    after = until(lambda: (s := receiver.ask("stats")) and len(s["threads"]) <= MAX_IDLE and s)
-    assert after and after["idle"] == len(after["threads"]) >= 1  # the rest ended; someone still accepts
+    wait_for(lambda: len(receiver.ask("stats")["threads"]) <= MAX_IDLE, "idle pool threads beyond MAX_IDLE to end")
+    after = receiver.ask("stats")
+    assert after["idle"] == len(after["threads"]) >= 1  # the rest ended; someone still accepts
     assoc = associate(receiver.port)
     assert assoc.is_established
     assoc.release()
@@ -144,7 +137,7 @@ def test_shutdown_stops_accepting_and_open_associations_finish(receiver: ScriptS
         socket.create_connection((HOST, receiver.port), timeout=5).close()
     assert held.send_c_echo().Status == 0
     held.release()
-    assert until(lambda: receiver.ask("stats")["threads"] == [])
+    wait_for(lambda: receiver.ask("stats")["threads"] == [], "the pool's threads to end", timeout=5)
 
 
 def test_an_association_that_raises_is_logged_and_its_connection_closed(receiver: ScriptServer) -> None:
