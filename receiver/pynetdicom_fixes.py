@@ -22,7 +22,7 @@ from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
 
 from receiver import (command_codec, command_decode, directsend, fastpdata, fastrecv, fastsetup, filemeta,
-                      fragmentwrite, inline_dul, primitive_uids, reactor_wakeups)
+                      fragmentwrite, inline_dul, lightsync, primitive_uids, reactor_wakeups)
 
 log = logging.getLogger("spoolscp.receiver")
 
@@ -63,6 +63,7 @@ def install() -> None:
     if DIMSEServiceProvider.receive_primitive is _original_receive:
         DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
     reactor_wakeups.install()
+    lightsync.install()
     command_codec.install()
     command_decode.install()
     fastsetup.install()  # before primitive_uids, which wraps the set_uid it puts in dimse_primitives

@@ -11,7 +11,7 @@ soon as there is work:
 
 * the DUL thread waits in ``select`` on its socket and a wake-up socket pair, which is
   poked whenever a primitive is queued for it to send or it is told to stop;
-* the association thread waits on an :class:`threading.Event` set whenever the DUL
+* the association thread waits on a :class:`threading.Event` set whenever the DUL
   queues a DIMSE message or an ACSE primitive for it, finishes a state-machine action,
   or exits.
 
@@ -50,6 +50,7 @@ from typing import Any, Callable
 
 from pynetdicom import association, dimse, dul, fsm
 
+from receiver import lightsync
 from receiver.acceptpool import runs_here
 
 IDLE_WAIT = 0.05  # longest wait of an idle reactor before it looks at its timers again
@@ -185,7 +186,7 @@ def _poke_dul(provider: dul.DULServiceProvider) -> None:
 
 
 def _assoc_init(assoc: association.Association) -> None:
-    assoc._spool_wake = threading.Event()
+    assoc._spool_wake = lightsync.Event()
     assoc.dimse.msg_queue = _waking(assoc.dimse.msg_queue, assoc._spool_wake.set)
     assoc.dul.to_user_queue = _waking(assoc.dul.to_user_queue, assoc._spool_wake.set)
 
