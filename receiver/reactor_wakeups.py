@@ -9,7 +9,7 @@ association their sum, plus a thousand idle wake-ups per second per thread.
 :func:`install` keeps the loops and replaces only their sleeps by waits that end as
 soon as there is work:
 
-* the DUL thread waits in ``select`` on its socket and a wake-up socket pair, which is
+* the DUL thread waits in ``select`` on its socket and a wake-up descriptor, which is
   poked whenever a primitive is queued for it to send or it is told to stop;
 * the association thread waits on a :class:`threading.Event` set whenever the DUL
   queues a DIMSE message or an ACSE primitive for it, finishes a state-machine action,
@@ -39,6 +39,7 @@ request; the tests' in-process pynetdicom SCUs do.
 
 from __future__ import annotations
 
+import os
 import queue
 import select
 import socket
@@ -54,6 +55,7 @@ from receiver import lightsync
 from receiver.acceptpool import runs_here
 
 IDLE_WAIT = 0.05  # longest wait of an idle reactor before it looks at its timers again
+_POKE = (1).to_bytes(8, sys.byteorder)  # an eventfd adds what it is written
 
 
 class _WakingQueue(queue.Queue):
@@ -75,18 +77,30 @@ def _waking(fresh: queue.Queue, wake: Callable[[], None]) -> _WakingQueue:
 
 
 class _DULWakeup:
-    """The DUL thread's wake-up channel: a non-blocking socket pair."""
+    """The DUL thread's wake-up channel: an eventfd on Linux (one descriptor, one system
+    call to make), else a non-blocking socket pair. Both are read and written as plain
+    descriptors: a poke writes 8 bytes (an eventfd's increment), a drain reads until
+    nothing is left."""
 
     def __init__(self) -> None:
-        self.reader, self.writer = socket.socketpair()
-        self.reader.setblocking(False)
-        self.writer.setblocking(False)
+        self._lock = threading.Lock()  # a poke never writes to a descriptor closed (and its number reused)
+        self._closed = False
+        if hasattr(os, "eventfd"):
+            self.reader = self._writer = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            pair = socket.socketpair()
+            for end in pair:
+                end.setblocking(False)
+            self.reader, self._writer = (end.detach() for end in pair)
 
     def poke(self) -> None:
-        try:
-            self.writer.send(b"\0")
-        except OSError:  # already poked (buffer full) or closed: either way nothing to add
-            pass
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._writer, _POKE)
+            except OSError:  # already poked as far as it goes: nothing to add
+                pass
 
     def wait(self, provider: dul.DULServiceProvider, timeout: float) -> None:
         """Until the peer sent data, someone poked, or ``timeout``."""
@@ -96,17 +110,22 @@ class _DULWakeup:
             watched.append(sock)
         try:
             ready, _, _ = select.select(watched, [], [], timeout)
-            if self.reader in ready:  # drain the pokes (a recv that finds none costs an exception)
-                while self.reader.recv(4096):
+            if self.reader in ready:  # drain the pokes (a read that finds none raises)
+                while os.read(self.reader, 4096):
                     pass
         except (BlockingIOError, InterruptedError):
             pass
-        except (OSError, ValueError):  # the socket closed under us: the loop will notice
+        except (OSError, ValueError):  # a descriptor closed under us: the loop will notice
             time.sleep(min(timeout, 0.001))
 
     def close(self) -> None:
-        self.reader.close()
-        self.writer.close()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self.reader)
+            if self._writer != self.reader:
+                os.close(self._writer)
 
 
 class _Clock:

@@ -4,8 +4,13 @@ SCU association, not left to timing."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
@@ -77,3 +82,38 @@ def test_a_late_reactor_leaves_the_answer_to_the_caller() -> None:
         assoc.release()
     finally:
         server.shutdown()
+
+
+class _NoSocket:
+    socket = None  # a DUL whose connection is gone: the wait watches the wake-up alone
+
+
+@pytest.mark.parametrize("eventfd", [True, False], ids=["eventfd", "socketpair"])
+def test_wakeup_channel(eventfd: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A poke ends a wait at once, from any thread, however often it came; once closed
+    (twice is harmless), a poke writes nowhere, even to a descriptor that took its number."""
+    if not eventfd:
+        monkeypatch.delattr(os, "eventfd", raising=False)
+    wakeup = reactor_wakeups._DULWakeup()
+    assert (wakeup.reader == wakeup._writer) is eventfd
+    started = time.monotonic()
+    wakeup.wait(_NoSocket(), 0.05)  # nothing to wake it: the timeout
+    assert time.monotonic() - started >= 0.04
+    for _ in range(3):
+        wakeup.poke()
+    wakeup.wait(_NoSocket(), LIMIT)
+    threading.Timer(0.05, wakeup.poke).start()
+    started = time.monotonic()
+    wakeup.wait(_NoSocket(), LIMIT)  # drained before: this one waits for the timer's poke
+    assert 0.04 <= time.monotonic() - started < LIMIT
+    numbers = {wakeup.reader, wakeup._writer}
+    wakeup.close()
+    wakeup.close()
+    taken = [os.open(tmp_path / f"file{n}", os.O_CREAT | os.O_RDWR) for n in range(len(numbers))]
+    try:
+        assert numbers == set(taken)  # the lowest free numbers are the ones just closed
+        wakeup.poke()
+        assert all(os.fstat(fd).st_size == 0 for fd in taken)
+    finally:
+        for fd in taken:
+            os.close(fd)
