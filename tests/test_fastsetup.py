@@ -15,15 +15,16 @@ import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import config as pydicom_config
 from pydicom.data import get_testdata_file
 from pydicom.uid import UID
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.transport import AddressInformation
+from pynetdicom.transport import AddressInformation, RequestHandler
 
 from receiver import fastsetup
 from sidebyside import DCMTK_STORESCU, REPO, dcmtk_env, scp_server
@@ -234,3 +235,52 @@ def test_addresses_are_pynetdicoms() -> None:
         fastsetup._original_address.fset(theirs, value)
         assert ours.address == theirs.address, value
     assert set(fastsetup._resolved) == {"127.0.0.1", "::1", "0:0::1", "::ffff:127.0.0.1", "0.0.0.0", "10.1.2.3"}
+
+
+def _summary(assoc: Association) -> tuple:
+    """What an acceptor association is made with, before it runs."""
+    local, remote = assoc.acceptor, assoc.requestor
+    contexts = [(c.context_id, c.abstract_syntax, tuple(c.transfer_syntax), c.scu_role, c.scp_role)
+                for c in local.supported_contexts]
+    return (assoc.mode, assoc._server, assoc.name[:len("AcceptorThread@")], len(assoc.name), assoc.dul.socket.socket,
+            local.maximum_length, local.ae_title, local.address_info.address, local.address_info.port,
+            local.implementation_class_uid, local.implementation_version_name, contexts,
+            remote.address_info.address, remote.address_info.port, assoc._handlers)
+
+
+def test_created_associations_are_pynetdicoms() -> None:
+    """An acceptor association made with the server's handlers bound in one step has what
+    pynetdicom's own ``_create_association`` gives it, handlers included."""
+    fastsetup.install()
+
+    def first(event: Any, *args: Any) -> None: ...
+
+    def second(event: Any, *args: Any) -> None: ...
+
+    ae = AE(ae_title="FASTSETUP")
+    ae.add_supported_context("1.2.840.10008.1.1", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
+    ae.add_supported_context("1.2.840.10008.5.1.4.1.1.2", scp_role=True, scu_role=False)
+    handlers = [(evt.EVT_C_ECHO, first, ["an argument"]), (evt.EVT_C_STORE, second),
+                (evt.EVT_ACCEPTED, first), (evt.EVT_ACCEPTED, second, [1, 2]), (evt.EVT_PDU_RECV, first),
+                (evt.EVT_RELEASED, second)]
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers, ae_title="SERVER-AE")
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        server._handlers[evt.EVT_RELEASED] = []  # an event without handlers: bound by neither
+        with socket.create_connection(listener.getsockname()) as client:
+            request, address = listener.accept()
+            made = []
+            for create in (fastsetup._create_association, fastsetup._original_create_association):
+                handler = RequestHandler.__new__(RequestHandler)
+                handler.server, handler.request, handler.client_address = server, request, address
+                made.append(_summary(create(handler)))
+            request.close()
+            assert client.getsockname()[1] == made[0][13]
+    finally:
+        listener.close()
+        server.shutdown()
+    ours, theirs = made
+    assert ours == theirs
+    bound = ours[-1]
+    assert bound[evt.EVT_C_ECHO] == (first, ["an argument"]) and bound[evt.EVT_ACCEPTED] == [(first, None), (second, [1, 2])]
+    assert evt.EVT_RELEASED not in bound and bound[evt.EVT_C_STORE] == (second, None)
