@@ -84,7 +84,7 @@ class _DULWakeup:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a poke never writes to a descriptor closed (and its number reused)
-        self._closed = False
+        self._closed = True  # until there is something to close
         if hasattr(os, "eventfd"):
             self.reader = self._writer = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         else:
@@ -92,6 +92,7 @@ class _DULWakeup:
             for end in pair:
                 end.setblocking(False)
             self.reader, self._writer = (end.detach() for end in pair)
+        self._closed = False
 
     def poke(self) -> None:
         with self._lock:
@@ -126,6 +127,8 @@ class _DULWakeup:
             os.close(self.reader)
             if self._writer != self.reader:
                 os.close(self._writer)
+
+    __del__ = close  # a DUL that never ran, and so never closed its channel, leaks no descriptor
 
 
 class _Clock:

@@ -117,3 +117,13 @@ def test_wakeup_channel(eventfd: bool, monkeypatch: pytest.MonkeyPatch, tmp_path
     finally:
         for fd in taken:
             os.close(fd)
+
+
+def test_a_dropped_wakeup_closes_its_descriptors() -> None:
+    """A DUL that never ran never closed its channel: dropping it closes it."""
+    wakeup = reactor_wakeups._DULWakeup()
+    number = wakeup.reader
+    assert os.readlink(f"/proc/self/fd/{number}") == "anon_inode:[eventfd]"
+    del wakeup
+    with pytest.raises(OSError):
+        os.fstat(number)
