@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 COMPARE = REPO / "scripts" / "bench" / "compare"
 sys.path.insert(0, str(REPO / "scripts" / "bench"))
 import compare  # noqa: E402
+import instructions  # noqa: E402
 import procstats  # noqa: E402
 
 SUMMARY_KEYS = {"ack_obj_s", "ack_mb_s", "e2e_obj_s", "e2e_mb_s", "cpu_s", "worker_cpu_s", "peak_rss_mb"}
@@ -131,3 +132,16 @@ def test_a_process_tree_holds_its_children_and_not_its_siblings() -> None:
         for proc in (measured, sibling):
             proc.kill()
             proc.wait()
+
+
+def test_instruction_counts_are_read_and_taken_per_association() -> None:
+    """``scripts/bench/instructions``: the total of a callgrind file, and the slope between a
+    short and a long run (start-up cancels out)."""
+    out = "# callgrind format\nevents: Ir\nsummary: 2324721157\nfn=main\n0 5\ntotals: 2324721157\n"
+    assert instructions.total_instructions(out) == 2324721157
+    assert instructions.total_instructions("events: Ir\ntotals: 17\n") == 17
+    with pytest.raises(ValueError):
+        instructions.total_instructions("events: Ir\n")
+    assert instructions.per_association((100, 2_324_721_157), (500, 3_592_543_554)) == pytest.approx(3_169_555.6, rel=1e-6)
+    with pytest.raises(ValueError):
+        instructions.per_association((400, 10), (100, 5))
