@@ -46,8 +46,9 @@ class Condition(threading.Condition):
         self._waiters = deque()
 
 
-class _ModuleView:
-    """Stands in for ``module``, with some of its names replaced."""
+class ModuleView:
+    """Stands in for ``module``, with some of its names replaced (given to a module that
+    imported it, as its global of that name)."""
 
     def __init__(self, module: types.ModuleType, **replaced: Any) -> None:
         self._module = module
@@ -70,7 +71,7 @@ def _with_globals(function: Callable[..., Any], **replaced: Any) -> Callable[...
 class Queue(queue.Queue):
     """``queue.Queue`` whose conditions are :class:`Condition`."""
 
-    __init__ = _with_globals(queue.Queue.__init__, threading=_ModuleView(threading, Condition=Condition))
+    __init__ = _with_globals(queue.Queue.__init__, threading=ModuleView(threading, Condition=Condition))
 
 
 class Event(threading.Event):
@@ -83,7 +84,7 @@ def install() -> None:
     """Give pynetdicom's association modules these classes; calling again is harmless."""
     for module in (dul, dimse):
         if module.queue is queue:  # type: ignore[attr-defined]
-            module.queue = _ModuleView(queue, Queue=Queue)  # type: ignore[attr-defined]
+            module.queue = ModuleView(queue, Queue=Queue)  # type: ignore[attr-defined]
     for module in (association, transport):
         if module.threading is threading:  # type: ignore[attr-defined]
-            module.threading = _ModuleView(threading, Event=Event)  # type: ignore[attr-defined]
+            module.threading = ModuleView(threading, Event=Event)  # type: ignore[attr-defined]

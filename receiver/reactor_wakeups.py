@@ -131,25 +131,19 @@ class _DULWakeup:
     __del__ = close  # a DUL that never ran, and so never closed its channel, leaks no descriptor
 
 
-class _Clock:
-    """Stands in for the ``time`` module inside pynetdicom's dul and association modules.
+def _polling_sleep(waits: dict[CodeType, Callable[[Any, float], None]]) -> Callable[[float], None]:
+    """``time.sleep`` for pynetdicom's dul and association modules: called from one of the
+    polling loops in ``waits`` (by code object), that loop's wait instead."""
 
-    Everything is ``time``'s except ``sleep`` called from one of the polling loops.
-    """
-
-    def __init__(self, waits: dict[CodeType, Callable[[Any, float], None]]) -> None:
-        self._waits = waits
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    def sleep(self, seconds: float) -> None:
+    def sleep(seconds: float) -> None:
         frame = sys._getframe(1)
-        wait = self._waits.get(frame.f_code)
+        wait = waits.get(frame.f_code)
         if wait is None:
             time.sleep(seconds)
         else:
             wait(frame.f_locals.get("self"), seconds)
+
+    return sleep
 
 
 def _dul_idle(provider: dul.DULServiceProvider, _seconds: float) -> None:
@@ -286,8 +280,10 @@ def install() -> None:
     # The loops' code objects, taken before any wrapping.
     dul_loop, stop_dul, assoc_loop, kill = (D.run_reactor.__code__, D.stop_dul.__code__,
                                             A._run_reactor.__code__, A.kill.__code__)
-    dul.time = _Clock({dul_loop: _dul_idle, stop_dul: _dul_stopping})  # type: ignore[attr-defined]
-    association.time = _Clock({assoc_loop: _assoc_idle, kill: _assoc_wait})  # type: ignore[attr-defined]
+    dul_sleep = _polling_sleep({dul_loop: _dul_idle, stop_dul: _dul_stopping})
+    assoc_sleep = _polling_sleep({assoc_loop: _assoc_idle, kill: _assoc_wait})
+    dul.time = lightsync.ModuleView(time, sleep=dul_sleep)  # type: ignore[attr-defined]
+    association.time = lightsync.ModuleView(time, sleep=assoc_sleep)  # type: ignore[attr-defined]
     _patch_init(D, _dul_init)
     _patch_init(A, _assoc_init)
     D.run_reactor = _wrap_dul_reactor(D.run_reactor)  # type: ignore[method-assign]

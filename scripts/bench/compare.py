@@ -397,7 +397,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--big", action="store_true", help="also one 1 GB object, one association (peak RSS)")
     p.add_argument("--no-setup", action="store_true", help="skip the association set-up rate")
     p.add_argument("--setup-seconds", type=float, help="seconds per set-up measurement (default 2)")
-    p.add_argument("--cache", default=str(Path.home() / ".cache" / "spoolscp-bench"), help="corpus cache folder")
+    p.add_argument("--cache", default=str(corpus.DEFAULT_CACHE), help="corpus cache folder")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     return p.parse_args(argv)
 

@@ -21,6 +21,7 @@ SC_IMAGE = "1.2.840.10008.5.1.4.1.1.7"
 MULTIFRAME_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
 UID_ROOT = "1.2.826.0.1.3680043.8.498."
 BLOCK = 1 << 20
+DEFAULT_CACHE = Path.home() / ".cache" / "spoolscp-bench"  # corpora are generated once per machine
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,7 @@ def counted_run(checkout: Path, rnd: rawclient.Round, associations: int, workdir
     """Total instructions of a receiver from ``checkout`` until it served ``associations``.
 
     The count is dumped on request (``callgrind_control -d``), then the receiver is
-    killed: a graceful stop under valgrind sometimes never ends (the main thread's
-    wait is not interrupted by the signal there)."""
+    killed: a graceful stop under valgrind sometimes never ended (cause not traced)."""
     workdir.mkdir(parents=True)
     (workdir / "out").mkdir()
     port, out = sbs.free_port(), workdir / "callgrind.out"
@@ -88,15 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repo", action="append", type=Path, help="checkout to count (repeatable; default: this one)")
     p.add_argument("--short", type=int, default=100, help="associations of the short run")
     p.add_argument("--long", type=int, default=400, help="associations of the long run")
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "spoolscp-bench")
+    p.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE, help="corpus cache folder")
     args = p.parse_args(argv)
     small = corpus.ensure(corpus.QUICK["2KB"], args.cache)[0]
     rnd = rawclient.echo_round() if args.kind == "echo" else rawclient.store_round(small)
     first = None
     with tempfile.TemporaryDirectory() as tmp:
         for k, checkout in enumerate(args.repo or [REPO]):
-            runs = [(n, counted_run(checkout.resolve(), rnd, n, Path(tmp) / f"{k}-{n}")) for n in (args.short, args.long)]
-            count = per_association(*runs)
+            short, long = ((n, counted_run(checkout.resolve(), rnd, n, Path(tmp) / f"{k}-{n}"))
+                           for n in (args.short, args.long))
+            count = per_association(short, long)
             first = first or count
             share = f"  ({count / first:.2f} of the first)" if k else ""
             print(f"{args.kind}  {checkout}  {count / 1e6:.2f} M instructions per association{share}", flush=True)
