@@ -1,54 +1,49 @@
-"""A fast file meta group for pynetdicom's chunked C-STORE receive (upstreamable).
+"""The spool file's meta group: fast, and the one storescp writes (pynetdicom 3.0.4).
 
-For every received object pynetdicom 3.0.4 builds a pydicom ``FileMetaDataset``
+For every received object pynetdicom builds a pydicom ``FileMetaDataset``
 (``create_file_meta``) and encodes it with ``write_file_meta_info``, which costs more
 than a millisecond's fraction per object in a receiver whose objects may be 2 KB.
 :func:`install` has pynetdicom hand its arguments over instead and writes the group
-directly when every value is a plain UID (digits and dots, at most 64 characters);
-anything else goes through pydicom exactly as before, with its checks and errors.
-The bytes are pydicom's (checked in tests).
+directly (``workers.encoder.file_meta``) when every value is a plain UID (digits and
+dots, at most 64 characters); anything else goes through pydicom exactly as before,
+with its checks and errors.
+
+On a spoolscp association (its AE has a ``storescp_meta_version``) the group carries
+what the output file's will: spoolscp's implementation UID, that version name (``+B``
+has its own) and the calling AE title. A spool file whose data set needs no
+re-encoding is then the output byte for byte, and a worker links it into the output
+folder instead of writing its bytes a second time (``workers.output``). Elsewhere the
+group is pydicom's for pynetdicom's identity, byte for byte.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any, BinaryIO
 
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, dimse_messages
 from pynetdicom.dsutils import create_file_meta
 
+from receiver.acceptpool import current_association
 from receiver.primitive_uids import plain_uid
+from spoolscp import identity
+from workers.encoder import file_meta
 
 
 class MetaRequest(dict):
     """What pynetdicom asked ``create_file_meta`` for, kept until it is written."""
 
 
-def _explicit(elem: int, vr: bytes, raw: bytes) -> bytes:
-    return struct.pack("<HH", 2, elem) + vr + struct.pack("<H", len(raw)) + raw
-
-
-def _uid(value: Any) -> bytes | None:
-    if not isinstance(value, str) or not plain_uid(value):
-        return None
-    raw = value.encode("ascii")
-    return raw + b"\0" if len(raw) % 2 else raw
-
-
-def encode_meta(request: MetaRequest) -> bytes | None:
-    """The explicit VR little endian meta group for ``request``, or None if not plain."""
-    uids = [_uid(request.get(key)) for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax")]
-    implementation = _uid(request.get("implementation_uid"))
+def encode_meta(request: MetaRequest, source_ae: str | None = None) -> bytes | None:
+    """The explicit VR little endian meta group for ``request`` (with ``source_ae`` as its
+    (0002,0016)), or None if a value is not plain."""
+    uids = [request.get(key) for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "implementation_uid")]
     version = request.get("implementation_version")
-    if None in uids or implementation is None or not isinstance(version, str) or not version.isascii():
+    if not all(isinstance(uid, str) and plain_uid(uid) for uid in uids) \
+            or not isinstance(version, str) or not version.isascii():
         return None
-    name = version.encode("ascii")
-    name += b" " * (len(name) % 2)
-    body = (struct.pack("<HH", 2, 1) + b"OB\0\0" + struct.pack("<I", 2) + b"\x00\x01"
-            + b"".join(_explicit(elem, b"UI", raw) for elem, raw in zip((2, 3, 0x10), uids))
-            + _explicit(0x12, b"UI", implementation) + _explicit(0x13, b"SH", name))
-    return _explicit(0, b"UL", struct.pack("<I", len(body))) + body
+    sop_class, sop_instance, transfer_syntax, implementation = uids
+    return file_meta(sop_class, sop_instance, transfer_syntax, version, source_ae, implementation)
 
 
 def meta_request(**kwargs: Any) -> MetaRequest:
@@ -58,9 +53,20 @@ def meta_request(**kwargs: Any) -> MetaRequest:
     return MetaRequest(defaults, **kwargs)
 
 
+def _as_output(request: MetaRequest) -> bytes | None:
+    """The group storescp's output will carry, on a spoolscp association (None elsewhere)."""
+    assoc = current_association()
+    version = getattr(getattr(assoc, "ae", None), "storescp_meta_version", None)
+    if version is None:
+        return None
+    ours = MetaRequest(request, implementation_uid=identity.IMPLEMENTATION_CLASS_UID,
+                       implementation_version=version)
+    return encode_meta(ours, assoc.requestor.primitive.calling_ae_title)  # type: ignore[union-attr]
+
+
 def _write(fp: BinaryIO, meta: Any, *args: Any, **kwargs: Any) -> None:
     if isinstance(meta, MetaRequest):
-        raw = encode_meta(meta)
+        raw = _as_output(meta) or encode_meta(meta)
         if raw is not None:
             fp.write(raw)
             return

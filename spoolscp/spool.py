@@ -6,13 +6,19 @@ A spool file is a complete DICOM Part 10 file as pynetdicom's chunked receive wr
 * a file meta group (explicit VR little endian, with a group length) whose
   (0002,0002)/(0002,0003) are the C-STORE request's Affected SOP Class/Instance UIDs
   and whose (0002,0010) is the transfer syntax accepted for the presentation context;
+  readers use only these three. The rest is what storescp's output file carries
+  (spoolscp's implementation UID and version name, the calling AE title:
+  ``receiver.filemeta``), so that a spool file whose data set needs no re-encoding is
+  the output byte for byte;
 * the data set bytes exactly as they arrived on the network, never decoded.
 
 The receiver writes it under ``incoming/``, renames it into the spool folder, fsyncs it
 and the folder, then records a job row (``spoolscp.jobs``). Only then is the
-object acknowledged. A worker reads the spool file, writes the output, marks the job
-done and only then removes the spool file. A spool file is therefore on disk for every
-job that is not done, and a spool file without a job row was never acknowledged.
+object acknowledged. A worker reads the spool file, writes the output (or, when the
+output is the spool file byte for byte and on the same file system, makes it a hard
+link to the spool file: ``workers.output``), marks the job done and only then removes
+the spool file's name. A spool file is therefore on disk for every job that is not
+done, and a spool file without a job row was never acknowledged.
 
 A small object (up to ``spool_in_db_max`` bytes, ``pipeline.toml`` [state]) never
 becomes a file: its job keeps the same kind of name, and the same bytes go into the

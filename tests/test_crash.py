@@ -38,6 +38,7 @@ from sidebyside import (
     wait_output_complete,
     worker_process,
 )
+from test_output_link import flat_object
 
 OBJECTS = int(os.environ.get("CRASH_OBJECTS", "200"))
 SENDERS = 4
@@ -49,17 +50,22 @@ CONFIG = "lease_seconds = 2.0\n\n[retry]\nretries = 3\ndelay = 0.2\nbackoff = 1.
 
 
 def make_objects(folder: Path, count: int) -> list[Path]:
-    """``count`` small CT and MR objects with their own instance UIDs, ten per study."""
+    """``count`` objects with their own instance UIDs, ten per study: small CT and MR
+    objects (spooled in the job table), and every fourth a 128 kB one without sequences
+    (a spool file that becomes the output: ``workers.output.link_durably``)."""
     folder.mkdir()
     bases = [dcmread(get_testdata_file(name)) for name in ("CT_small.dcm", "MR_small.dcm")]
     paths = []
     for i in range(count):
-        ds = bases[i % 2]
         if i % 10 == 0:
             study = generate_uid()
+        path = folder / f"obj{i:04d}.dcm"
+        if i % 4 == 3:
+            paths.append(flat_object(path, generate_uid(), study, fill=i))
+            continue
+        ds = bases[i % 2]
         ds.StudyInstanceUID = study
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        path = folder / f"obj{i:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths

@@ -1,5 +1,6 @@
 """receiver.filemeta writes the meta group pydicom writes for pynetdicom's chunked
-receive, and leaves anything unusual to pydicom."""
+receive, and leaves anything unusual to pydicom. (On a spoolscp association it writes
+the output's group instead: tests/test_output_link.py shows it through the pipeline.)"""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ import errno
 import os
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -27,8 +29,9 @@ from spoolscp.rawdicom import (
     SOP_CLASS_UID,
     SOP_INSTANCE_UID,
     Element,
-    SpoolSource,
     Node,
+    Spool,
+    SpoolSource,
     has_encapsulated_pixels,
     normalize_string,
     open_spool,
@@ -37,7 +40,7 @@ from spoolscp.rawdicom import (
 )
 from workers.dataset_writer import Layout, Target, writes_verbatim
 
-__all__ = ["CannotWrite", "Encoding", "conversion_possible", "write_output"]
+__all__ = ["CannotWrite", "Encoding", "OutputPlan", "conversion_possible", "output_plan", "write_output"]
 
 # What dcmdata puts in the meta header when the data set has no (0008,0016) / (0008,0018)
 # at all (present but empty stays empty): UID_PrivateGenericFileSOPClass, and a fresh UID
@@ -93,20 +96,59 @@ def conversion_possible(received_ts: str, encoding: Encoding, encapsulated_pixel
 def write_output(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
     """Write the whole output (DICOM file, or bare data set with ``-F``) for one spooled
     object (its spool file's path, or its bytes from the job table)."""
-    if encoding.bit_preserving:
-        _write_bit_preserving(source, f, encoding, calling_ae)
-    else:
-        _write_normal(source, f, encoding, calling_ae)
+    with output_plan(source, encoding, calling_ae) as plan:
+        plan.emit(f)
 
 
-def _write_bit_preserving(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
+@dataclass(frozen=True)
+class OutputPlan:
+    """One object's output, decided: a header, then the data set re-encoded or copied."""
+
+    spool: Spool
+    header: bytes  # preamble and meta group; empty with -F
+    layout: Layout | None  # None: the data set bytes are copied as received
+    nodes: list[Node]
+    deflate_level: int | None  # deflate the data set at this level (deflated output)
+
+    def is_spool_file(self) -> bool:
+        """Whether the output is the spool file's own bytes, all of them and nothing else:
+        then it can be the spool file itself (``workers.output`` links it)."""
+        spool = self.spool
+        return (self.layout is None and self.deflate_level is None and spool.fileno is not None
+                and spool.data is spool.raw and spool.start == spool.dataset_offset
+                and spool.end == len(spool.raw) and spool.raw[:spool.dataset_offset] == self.header)
+
+    def emit(self, f: BinaryIO) -> None:
+        """Write the output to ``f``."""
+        spool = self.spool
+        f.write(self.header)
+        sink = f if self.deflate_level is None else _Deflater(f, self.deflate_level)
+        if self.layout is None:
+            _copy_range(spool.data, spool.start, spool.end, sink, spool.fileno)
+        else:
+            self.layout.emit(self.nodes, sink)
+        if isinstance(sink, _Deflater):
+            sink.finish()
+
+
+@contextmanager
+def output_plan(source: SpoolSource, encoding: Encoding, calling_ae: str | None) -> Iterator[OutputPlan]:
+    """The output of a spooled object (a path or the job table's bytes) with these options,
+    valid while the block runs (the spool stays open for :meth:`OutputPlan.emit`)."""
+    with open_spool(source, inflate=not encoding.bit_preserving) as spool:
+        if encoding.bit_preserving:
+            yield _plan_bit_preserving(spool, encoding, calling_ae)
+        else:
+            yield _plan_normal(spool, encoding, calling_ae)
+
+
+def _plan_bit_preserving(spool: Spool, encoding: Encoding, calling_ae: str | None) -> OutputPlan:
     """``+B``: the received bytes verbatim, behind a meta header from the request (§10.1)."""
-    with open_spool(source, inflate=False) as spool:
-        if encoding.write_file:
-            f.write(_PREAMBLE)
-            f.write(file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
-                              identity.BIT_PRESERVING_VERSION_NAME, calling_ae))
-        _copy_range(spool.data, spool.dataset_offset, len(spool.data), f, spool.fileno)  # inflate=False: data is raw
+    header = b""
+    if encoding.write_file:
+        header = _PREAMBLE + file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
+                                       identity.BIT_PRESERVING_VERSION_NAME, calling_ae)
+    return OutputPlan(spool, header, None, [], None)  # not inflated: data is raw from dataset_offset on
 
 
 def _copy_range(buf, start: int, end: int, sink, fileno: int | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -158,36 +200,28 @@ def _kernel_copy(src: int, start: int, end: int, sink) -> bool:  # type: ignore[
     return True
 
 
-def _write_normal(source: SpoolSource, f: BinaryIO, encoding: Encoding, calling_ae: str | None) -> None:
+def _plan_normal(spool: Spool, encoding: Encoding, calling_ae: str | None) -> OutputPlan:
     """``-B``: parse like dcmdata, re-encode with the output options, fresh meta header.
 
     A data set that re-encoding would leave byte for byte as received (the usual one with
     the default options, :func:`workers.dataset_writer.writes_verbatim`) is copied instead.
     """
-    with open_spool(source) as spool:
-        nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, encoding.convert_un)
-        write_ts = encoding.write_syntax(spool.transfer_syntax)
-        if not conversion_possible(spool.transfer_syntax, encoding, has_encapsulated_pixels(nodes)):
-            raise CannotWrite(f"cannot convert encapsulated pixel data to transfer syntax {write_ts}")
-        syntax = syntax_for(write_ts)
-        file_pad, item_pad = encoding.padding or (0, 0)
-        target = Target(syntax.implicit, syntax.big, encoding.explicit_length, encoding.group_length,
-                        encoding.new_vr, item_pad)
-        header = _normal_header(spool.data, nodes, write_ts, calling_ae) if encoding.write_file else b""
-        verbatim = not file_pad and writes_verbatim(spool.data, nodes, spool.start, spool.end, spool.syntax, target)
-        layout = None if verbatim else Layout(spool.data, target)
-        if layout is not None:
-            length = layout.item(nodes)
-            if file_pad:
-                layout.add_padding(nodes, len(header) + length, file_pad)
-        f.write(header)
-        sink = _Deflater(f, encoding.compression_level) if syntax.deflated else f
-        if layout is None:
-            _copy_range(spool.data, spool.start, spool.end, sink, spool.fileno)
-        else:
-            layout.emit(nodes, sink)
-        if isinstance(sink, _Deflater):
-            sink.finish()
+    nodes = read_dataset(spool.data, spool.start, spool.end, spool.syntax, encoding.convert_un)
+    write_ts = encoding.write_syntax(spool.transfer_syntax)
+    if not conversion_possible(spool.transfer_syntax, encoding, has_encapsulated_pixels(nodes)):
+        raise CannotWrite(f"cannot convert encapsulated pixel data to transfer syntax {write_ts}")
+    syntax = syntax_for(write_ts)
+    file_pad, item_pad = encoding.padding or (0, 0)
+    target = Target(syntax.implicit, syntax.big, encoding.explicit_length, encoding.group_length,
+                    encoding.new_vr, item_pad)
+    header = _normal_header(spool.data, nodes, write_ts, calling_ae) if encoding.write_file else b""
+    verbatim = not file_pad and writes_verbatim(spool.data, nodes, spool.start, spool.end, spool.syntax, target)
+    layout = None if verbatim else Layout(spool.data, target)
+    if layout is not None:
+        length = layout.item(nodes)
+        if file_pad:
+            layout.add_padding(nodes, len(header) + length, file_pad)
+    return OutputPlan(spool, header, layout, nodes, encoding.compression_level if syntax.deflated else None)
 
 
 def _normal_header(buf, nodes: list[Node], write_ts: str, calling_ae: str | None) -> bytes:
@@ -227,14 +261,15 @@ def _dataset_uids(buf, nodes: list[Node]) -> tuple[str | None, str | None]:
 
 
 def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str, version_name: str,
-              calling_ae: str | None) -> bytes:
-    """The explicit VR little endian group 0002 storescp writes, with its group length."""
+              calling_ae: str | None, implementation_uid: str = identity.IMPLEMENTATION_CLASS_UID) -> bytes:
+    """The explicit VR little endian group 0002 storescp writes, with its group length
+    (and the receiver writes into a spool file, ``receiver.filemeta``)."""
     elements = [
         _meta_element(0x0001, "OB", b"\0\1"),
         _meta_element(0x0002, "UI", sop_class.encode()),
         _meta_element(0x0003, "UI", sop_instance.encode()),
         _meta_element(0x0010, "UI", transfer_syntax.encode()),
-        _meta_element(0x0012, "UI", identity.IMPLEMENTATION_CLASS_UID.encode()),
+        _meta_element(0x0012, "UI", implementation_uid.encode()),
         _meta_element(0x0013, "SH", version_name.encode()),
     ]
     if calling_ae:
