@@ -244,7 +244,8 @@ def test_sigkilled_workers_and_receiver_lose_nothing_and_duplicate_nothing(tmp_p
           f"byte-identical to the clean run {identical}; spool leftovers {len(leftovers)}; "
           f"recover: {recovered.strip()}; total {time.monotonic() - started:.1f}s")
     assert acknowledged == OBJECTS
-    assert sorted(got) == sorted(expected), "missing or extra output files"
+    assert sorted(got) == sorted(expected), \
+        f"missing {sorted(set(expected) - set(got))[:5]}, extra {sorted(set(got) - set(expected))[:5]}"
     assert identical == OBJECTS
     assert leftovers == []
     assert running.strip() == "[]" and stats["running"] == stats["failed"] == stats["pending"] == 0

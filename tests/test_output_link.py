@@ -9,6 +9,7 @@ pipeline against DCMTK storescp.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import os
@@ -21,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from sidebyside import SUCCESS, part10_inputs, scp_server, send_dcmtk, wait_output_complete, wait_until, worker_process
 from spoolscp import identity
+from spoolscp.jobs import Job
 from spoolscp.rawdicom import DEFLATED_LE, EXPLICIT_LE
 from test_encoder import CT, LE, spool_file, uids
 from test_faults import tree
@@ -200,3 +202,42 @@ def test_received_objects_are_linked_where_storescp_writes_them_as_received(
     with scp_server("dcmtk", options, tmp_path / "dcmtk") as reference:
         assert send_dcmtk(reference.port, part10_inputs(paths), tmp_path / "dcmtk.log") == [SUCCESS] * 3
     assert tree(receiver.outdir) == tree(reference.outdir)
+
+
+# ------------------------------------------------------------------------------ re-runs
+
+def store_job(out: Path, seq: int = 7) -> Job:
+    """A store job as the tracker leaves it: its output folder, name and options."""
+    fields = dict.fromkeys(Job.__dataclass_fields__)
+    encoding = {**dataclasses.asdict(Encoding()), "padding": None}
+    return Job(**{**fields, "seq": seq, "kind": "store", "state": "running", "calling_ae": "SENDER",
+                  "out_subdir": "", "out_name": "CT.1.2.3.4",
+                  "options": {"encoding": encoding, "output_dir": str(out), "output_dir_display": "out"}})
+
+
+def publish_always(path: Path, move) -> bool:
+    move()
+    return True
+
+
+def test_a_run_again_after_its_rename_leaves_no_temporary_name(tmp_path: Path) -> None:
+    """Killed after the rename, before the job was done: the output already is the spool
+    file, and so is the new temporary link. ``rename`` between two links to one file does
+    nothing (POSIX); the output stays, and the temporary name must not."""
+    spool = spool_as_output(tmp_path / "spool.dcm")
+    out = tmp_path / "out"
+    out.mkdir()
+    job = store_job(out)
+    first = output.write_job_output(job, spool, publish_always)
+    assert first is not None and first.stat().st_ino == spool.stat().st_ino
+    again = output.write_job_output(job, spool, publish_always)  # the job's second attempt
+    assert again == first and again.read_bytes() == spool.read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["CT.1.2.3.4"]
+
+
+def test_moving_a_link_over_a_link_to_the_same_file_leaves_one_name(tmp_path: Path) -> None:
+    final = tmp_path / "final"
+    final.write_bytes(b"output")
+    os.link(final, tmp_path / "tmp")
+    output.move_into_place(tmp_path / "tmp", final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"] and final.read_bytes() == b"output"

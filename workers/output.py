@@ -51,7 +51,7 @@ def write_job_output(job: Job, source: SpoolSource, publish: Publish) -> Path | 
     tmp = out_dir / temp_name(job)
     try:
         write_durably(source, tmp, encoding, job.calling_ae)
-        published = publish(final, lambda: os.replace(tmp, final))
+        published = publish(final, lambda: move_into_place(tmp, final))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -61,6 +61,17 @@ def write_job_output(job: Job, source: SpoolSource, publish: Publish) -> Path | 
         return None
     fsync_dir(out_dir)
     return final
+
+
+def move_into_place(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` over ``final``, leaving no ``tmp`` behind.
+
+    When both are links to one spool file (an attempt killed after its rename, before
+    its job was done, then run again) ``rename`` succeeds and does nothing (POSIX): the
+    output is in place already, and the second name is removed here.
+    """
+    os.replace(tmp, final)
+    tmp.unlink(missing_ok=True)
 
 
 def write_durably(source: SpoolSource, path: Path, encoding: Encoding, calling_ae: str | None) -> None:
