@@ -3,8 +3,8 @@
 The receiver writes the meta group storescp's output carries (``receiver.filemeta``); a
 worker whose output would be the spool file byte for byte makes the output a hard link
 to it (``workers.output.link_durably``), and copies in every other case, with the same
-bytes either way. Unit tests on ``workers.output.write_durably``, then the real
-pipeline against DCMTK storescp.
+bytes either way. Unit tests on ``workers.output`` (one output, then a job run again
+after a crash), then the real pipeline against DCMTK storescp.
 """
 
 from __future__ import annotations
