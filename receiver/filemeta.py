@@ -53,20 +53,21 @@ def meta_request(**kwargs: Any) -> MetaRequest:
     return MetaRequest(defaults, **kwargs)
 
 
-def _as_output(request: MetaRequest) -> bytes | None:
-    """The group storescp's output will carry, on a spoolscp association (None elsewhere)."""
+def _as_output(request: MetaRequest) -> tuple[MetaRequest, str | None]:
+    """``request`` with the identity storescp's output will carry, and the calling AE
+    title, on a spoolscp association; ``request`` as it is (no AE title) elsewhere."""
     assoc = current_association()
     version = getattr(getattr(assoc, "ae", None), "storescp_meta_version", None)
     if version is None:
-        return None
+        return request, None
     ours = MetaRequest(request, implementation_uid=identity.IMPLEMENTATION_CLASS_UID,
                        implementation_version=version)
-    return encode_meta(ours, assoc.requestor.primitive.calling_ae_title)  # type: ignore[union-attr]
+    return ours, assoc.requestor.primitive.calling_ae_title  # type: ignore[union-attr]
 
 
 def _write(fp: BinaryIO, meta: Any, *args: Any, **kwargs: Any) -> None:
     if isinstance(meta, MetaRequest):
-        raw = _as_output(meta) or encode_meta(meta)
+        raw = encode_meta(*_as_output(meta))
         if raw is not None:
             fp.write(raw)
             return

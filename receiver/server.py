@@ -110,7 +110,7 @@ def build_ae(opts: StorescpOptions, rules: Rules | None = None) -> AE:
     ae.implementation_class_uid = identity.IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = identity.VERSION_NAME
     # spool files carry the output's meta group: one needing no re-encoding is linked, not copied
-    ae.storescp_meta_version = identity.BIT_PRESERVING_VERSION_NAME if opts.bit_preserving else identity.VERSION_NAME
+    ae.storescp_meta_version = identity.file_version_name(opts.bit_preserving)
     ae.require_called_aet = False
     ae.maximum_pdu_size = opts.max_pdu
     ae.acse_timeout = opts.acse_timeout

@@ -10,3 +10,9 @@ VERSION_NAME = "OFFIS_DCMTK_369"
 """In the AC, and in files written in normal mode (``-B``)."""
 BIT_PRESERVING_VERSION_NAME = "OFFIS_DCMBP_369"
 """In files written with ``+B`` (their meta header is built from the request)."""
+
+
+def file_version_name(bit_preserving: bool) -> str:
+    """The version name of a file written with ``+B`` or without (the receiver puts it in
+    spool files, so that one needing no re-encoding already is its output)."""
+    return BIT_PRESERVING_VERSION_NAME if bit_preserving else VERSION_NAME

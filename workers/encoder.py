@@ -147,7 +147,7 @@ def _plan_bit_preserving(spool: Spool, encoding: Encoding, calling_ae: str | Non
     header = b""
     if encoding.write_file:
         header = _PREAMBLE + file_meta(spool.meta_uid(0x0002), spool.meta_uid(0x0003), spool.transfer_syntax,
-                                       identity.BIT_PRESERVING_VERSION_NAME, calling_ae)
+                                       identity.file_version_name(bit_preserving=True), calling_ae)
     return OutputPlan(spool, header, None, [], None)  # not inflated: data is raw from dataset_offset on
 
 
@@ -230,7 +230,7 @@ def _normal_header(buf, nodes: list[Node], write_ts: str, calling_ae: str | None
     return _PREAMBLE + file_meta(
         PRIVATE_GENERIC_FILE_SOP_CLASS if sop_class is None else sop_class,
         generate_uid(INSTANCE_UID_ROOT) if sop_instance is None else sop_instance,
-        write_ts, identity.VERSION_NAME, calling_ae)
+        write_ts, identity.file_version_name(bit_preserving=False), calling_ae)
 
 
 class _Deflater:

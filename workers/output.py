@@ -79,7 +79,7 @@ def write_durably(source: SpoolSource, path: Path, encoding: Encoding, calling_a
     left a link to the spool file there) and make its bytes durable."""
     with output_plan(source, encoding, calling_ae) as plan:
         path.unlink(missing_ok=True)
-        if isinstance(source, (bytes, bytearray)) or not plan.is_spool_file() or not link_durably(Path(source), path):
+        if not plan.is_spool_file() or not link_durably(Path(source), path):  # (a file: job-table bytes never are)
             with open(path, "xb") as f:
                 plan.emit(f)
                 f.flush()
