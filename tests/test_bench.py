@@ -6,13 +6,18 @@ asserted (it belongs in the benchmark)."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.filebase import DicomBytesIO
 
 REPO = Path(__file__).resolve().parent.parent
 COMPARE = REPO / "scripts" / "bench" / "compare"
@@ -20,6 +25,8 @@ sys.path.insert(0, str(REPO / "scripts" / "bench"))
 import compare  # noqa: E402
 import instructions  # noqa: E402
 import procstats  # noqa: E402
+import rawclient  # noqa: E402
+import trash  # noqa: E402
 
 SUMMARY_KEYS = {"ack_obj_s", "ack_mb_s", "e2e_obj_s", "e2e_mb_s", "cpu_s", "worker_cpu_s", "peak_rss_mb"}
 
@@ -66,6 +73,69 @@ def run(ack_s: float, e2e_s: float) -> compare.Run:
 
 def case(receiver: str, assocs: int, times: list[tuple[float, float]]) -> compare.Case:
     return compare.Case("2KB", 10, 2_000_000, assocs, receiver, [run(a, e) for a, e in times])
+
+
+def test_a_discarded_output_keeps_its_inodes_and_frees_its_bytes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    for name in ("a", "sub/b"):
+        (out / name).write_bytes(b"x" * 5000)
+    inodes = {name: (out / name).stat().st_ino for name in ("a", "sub/b")}
+    bin_ = trash.Trash(tmp_path / "trash", tmp_path / "cache")
+    bin_.discard(out)
+    assert not out.exists() and bin_.count == 1
+    for name, inode in inodes.items():
+        kept = (tmp_path / "trash" / "1" / name).stat()
+        assert (kept.st_ino, kept.st_size) == (inode, 0)
+
+
+def test_the_trash_is_deleted_only_when_the_disk_is_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    bin_ = trash.Trash(tmp_path / "trash", tmp_path / "cache")
+    bin_.discard(out)
+    slept: list[float] = []
+    monkeypatch.setattr(trash.time, "sleep", slept.append)
+    free = trash.shutil.disk_usage(tmp_path).free
+    bin_.make_room(free - trash.DISK_RESERVE - 1)
+    assert (tmp_path / "trash" / "1").is_dir() and not slept
+    bin_.make_room(free - trash.DISK_RESERVE + (1 << 30))
+    assert not (tmp_path / "trash").exists() and bin_.count == 0
+    assert (tmp_path / "cache" / trash.STAMP).exists() and slept and slept[0] > trash.QUIET_S - 5
+
+
+def test_a_bench_waits_out_the_last_ones_deletes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(trash.time, "sleep", slept.append)
+    trash.wait_quiet(tmp_path)  # no bench ran here yet
+    trash.deleted_now(tmp_path)
+    trash.wait_quiet(tmp_path)
+    stamp = tmp_path / trash.STAMP
+    old = time.time() - trash.QUIET_S - 1
+    os.utime(stamp, (old, old))
+    trash.wait_quiet(tmp_path)
+    assert len(slept) == 1 and trash.QUIET_S - 5 < slept[0] <= trash.QUIET_S
+
+
+def _sent(request: bytes) -> tuple[str, str]:
+    """(Affected SOP Instance UID of the command, SOP Instance UID of the data set)."""
+    command_len = struct.unpack_from(">I", request, 2)[0]
+    command, data = request[12:6 + command_len], request[6 + command_len + 12:]
+    cmd = dcmread(DicomBytesIO(command), force=True)
+    ds = dcmread(DicomBytesIO(data), force=True)
+    return cmd.AffectedSOPInstanceUID, ds.SOPInstanceUID
+
+
+def test_the_set_up_store_sends_a_new_instance_every_association() -> None:
+    path = Path(get_testdata_file("CT_small.dcm"))
+    same = rawclient.store_round(path)
+    assert same.next_request() == same.next_request()
+    rnd = rawclient.store_round(path, unique=True)
+    sent = [_sent(rnd.next_request()) for _ in range(3)]
+    original = dcmread(path).SOPInstanceUID
+    assert [cmd for cmd, _ in sent] == [ds for _, ds in sent]
+    assert [cmd for cmd, _ in sent] == [f"{original}.1000000{i}" for i in range(3)]
+    assert len({len(rnd.next_request()), len(rnd.request)}) == 1
 
 
 def test_paired_ratio_divides_run_i_by_the_reference_run_i() -> None:

@@ -17,7 +17,9 @@ The runs are interleaved: every receiver of a (corpus, assocs) group is started 
 then round i sends the corpus to each receiver in turn, the order rotated every round
 (A,B,C; B,C,A; ...) so that none is always first. Only one receiver is busy at a time:
 a run ends when its output is durable (spoolscp's workers drained), then what it left
-dirty in the page cache is written back (untimed) before the next one starts; only the
+dirty in the page cache is written back (untimed) before the next one starts, and its
+output folder is emptied but not deleted until the bench ends (``trash``: deletes make
+the next creates slower on this file system, for a minute); only the
 tree of the receiver being measured is sampled; the idle ones cost < 0.01 CPU s/s here.
 On a machine whose load drifts within minutes (DCMTK alone varied 2,157-3,523 obj/s
 across three back-to-back runs), the runs of one round see the same machine.
@@ -32,10 +34,9 @@ Touching anonymous memory first did not make it steady (once it did, once not), 
 the bench does not try; read those min-max ranges as the machine's, not the code's.
 
 Medians of ``--runs`` runs with min and max, the association set-up rate measured with
-a raw-socket client (``rawclient``: A-ASSOCIATE, C-ECHO or one small C-STORE,
-A-RELEASE; the rounds of DCMTK's default, spoolscp and ``spoolscp --fork`` alternate,
-all servers up), and the machine
-load (``/proc/loadavg``) before and after every group, since other work may share it.
+a raw-socket client (``rawclient``: A-ASSOCIATE, C-ECHO or one small C-STORE of a new
+SOP Instance UID each time, A-RELEASE; the rounds of DCMTK's default, spoolscp and
+``spoolscp --fork`` alternate, all servers up), and the machine load (``/proc/loadavg``) before and after every group, since other work may share it.
 
 The ratio to DCMTK (``--fork`` for four associations) is *paired*: per round, the
 receiver's MB/s over DCMTK's MB/s in the same round, then median (min-max) over the
@@ -50,7 +51,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -64,6 +64,7 @@ from typing import Iterator, TypeVar
 import corpus
 import procstats
 import rawclient
+from trash import Trash, deleted_now, wait_quiet
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
@@ -191,9 +192,9 @@ def count_outputs(outdir: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(outdir))
 
 
-def one_run(server: Server, files: list[Path], assocs: int, expected: int, workdir: Path) -> Run:
+def one_run(server: Server, files: list[Path], assocs: int, expected: int, workdir: Path, trash: Trash) -> Run:
     """Send the corpus once; check that every object arrived in the output folder."""
-    shutil.rmtree(server.outdir)
+    trash.discard(server.outdir)
     server.outdir.mkdir()
     cpu0 = procstats.tree_cpu(server.proc.pid)
     wcpu0 = procstats.tree_cpu(server.workers.pid) if server.workers else 0.0
@@ -229,7 +230,7 @@ def start_all(stack: ExitStack, receivers: list[Receiver], workdir: Path) -> dic
 
 
 def run_group(receivers: list[Receiver], name: str, files: list[Path], assocs: int, runs: int,
-              workdir: Path) -> list[Case]:
+              workdir: Path, trash: Trash) -> list[Case]:
     """One case per receiver, their runs interleaved: round i runs each receiver once, in
     turn (see :func:`rotations`), so run i of every case saw the machine of the same minute."""
     size, load = corpus.total_bytes(files), loadavg()
@@ -241,7 +242,9 @@ def run_group(receivers: list[Receiver], name: str, files: list[Path], assocs: i
                 print(f"# {name} x{len(files)}, {assocs} assoc, run {i + 1}/{runs}: {rec.name} (load {loadavg()})",
                       file=sys.stderr)
                 server = servers[rec]
-                cases[rec].runs.append(one_run(server, files, assocs, len(files) * (i + 1), server.outdir.parent))
+                trash.make_room(2 * size)  # outputs, and spool files where they are copies
+                cases[rec].runs.append(one_run(server, files, assocs, len(files) * (i + 1), server.outdir.parent,
+                                               trash))
                 settle()
     for case in cases.values():
         case.load_after = loadavg()
@@ -263,7 +266,7 @@ def setup_rates(receivers: list[Receiver], small: Path, runs: int, seconds: floa
     stored = dict.fromkeys(receivers, 0)
     with ExitStack() as stack:
         servers = start_all(stack, receivers, workdir)
-        for kind, rnd in (("echo", rawclient.echo_round()), ("store", rawclient.store_round(small))):
+        for kind, rnd in (("echo", rawclient.echo_round()), ("store", rawclient.store_round(small, unique=True))):
             for order in rotations(receivers, runs):
                 for rec in order:
                     rate, done = rawclient.rate(servers[rec].port, rnd, seconds, 20000)
@@ -434,15 +437,19 @@ def main(argv: list[str] | None = None) -> int:
             "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                      capture_output=True, text=True, check=False).stdout.strip()}
     cases, rates = [], []
+    wait_quiet(cache)  # a previous bench's clean-up
     with tempfile.TemporaryDirectory(prefix="spoolscp-bench-") as tmp:
+        trash = Trash(Path(tmp) / "trash", cache)
         for i, (name, spec, assocs, receivers) in enumerate(plan(args)):
-            cases += run_group(receivers, name, corpus.ensure(spec, cache), assocs, runs, Path(tmp) / f"group{i}")
+            cases += run_group(receivers, name, corpus.ensure(spec, cache), assocs, runs, Path(tmp) / f"group{i}",
+                               trash)
         setup = setup_receivers(args)
         if setup and not args.no_setup:
             small = corpus.ensure((corpus.TINY if args.tiny else corpus.QUICK)["2KB"], cache)[0]
             seconds = args.setup_seconds or (0.5 if args.tiny else 2.0)
             print(f"# set-up rate, {', '.join(r.name for r in setup)} (load {loadavg()})", file=sys.stderr)
             rates = setup_rates(setup, small, runs, seconds, Path(tmp) / "setup")
+    deleted_now(cache)
     meta["load_end"] = loadavg()
     if args.json:
         print(json.dumps(report_json(cases, rates, meta), indent=1))

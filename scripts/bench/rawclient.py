@@ -9,11 +9,13 @@ context accepted, a response with status 0x0000, an A-RELEASE-RP.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 APP_CONTEXT = b"1.2.840.10008.3.1.1.1"
 VERIFICATION = "1.2.840.10008.1.1"
@@ -71,32 +73,60 @@ def store_rq(sop_class: str, sop_instance: str, dataset: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Round:
-    """The bytes of one association's exchange."""
+    """The bytes of one association's exchange.
+
+    With ``instance`` (a SOP Instance UID that occurs in ``request``), every association
+    stores a new object: :meth:`next_request` puts a counter into the UID's last seven
+    digits, same length, so no byte but those changes.
+    """
 
     associate: bytes
     request: bytes
+    instance: bytes = b""
+    _numbers: Iterator[int] = field(default_factory=itertools.count, compare=False, repr=False)
+
+    def next_request(self) -> bytes:
+        if not self.instance:
+            return self.request
+        return self.request.replace(self.instance, self.instance[:-7] + b"%07d" % next(self._numbers))
 
 
 def echo_round() -> Round:
     return Round(associate_rq(VERIFICATION, IMPLICIT_LE), echo_rq())
 
 
-def store_round(path: Path) -> Round:
-    """One explicit-VR-LE Part 10 file as a C-STORE (the data set after its meta group)."""
+def store_round(path: Path, unique: bool = False) -> Round:
+    """One explicit-VR-LE Part 10 file as a C-STORE (the data set after its meta group);
+    ``unique``: a new SOP Instance UID per association, as a modality sends new images.
+    The same one every time would make each store replace the last one's file."""
     data = path.read_bytes()
     meta_len = struct.unpack_from("<I", data, 132 + 8)[0]
     dataset = data[132 + 12 + meta_len:]
     meta = data[132:132 + 12 + meta_len]
-    sop_class, sop_instance = _meta_uid(meta, 0x0002), _meta_uid(meta, 0x0003)
-    return Round(associate_rq(sop_class, EXPLICIT_LE), store_rq(sop_class, sop_instance, dataset))
+    sop_class, sop_instance = _uid_value(meta, 2, 0x0002), _uid_value(meta, 2, 0x0003)
+    if not unique:
+        return Round(associate_rq(sop_class, EXPLICIT_LE), store_rq(sop_class, sop_instance, dataset))
+    numbered = sop_instance + ".10000000"  # the last component: "1" and seven digits
+    dataset = _with_uid(dataset, 0x0008, 0x0018, numbered)
+    return Round(associate_rq(sop_class, EXPLICIT_LE), store_rq(sop_class, numbered, dataset), numbered.encode())
 
 
-def _meta_uid(meta: bytes, elem: int) -> str:
-    """A UI value of the explicit-VR meta group."""
-    key = struct.pack("<HH", 2, elem) + b"UI"
-    at = meta.index(key)
-    length = struct.unpack_from("<H", meta, at + 6)[0]
-    return meta[at + 8:at + 8 + length].rstrip(b"\0").decode()
+def _uid_element(data: bytes, group: int, elem: int) -> tuple[int, int]:
+    """Where the explicit-VR UI element (``group``, ``elem``) starts, and its value length."""
+    at = data.index(struct.pack("<HH", group, elem) + b"UI")
+    return at, struct.unpack_from("<H", data, at + 6)[0]
+
+
+def _uid_value(data: bytes, group: int, elem: int) -> str:
+    at, length = _uid_element(data, group, elem)
+    return data[at + 8:at + 8 + length].rstrip(b"\0").decode()
+
+
+def _with_uid(data: bytes, group: int, elem: int, uid: str) -> bytes:
+    """``data`` (explicit VR LE, no undefined lengths before it) with a new UI value."""
+    at, length = _uid_element(data, group, elem)
+    value = _uid(uid)
+    return data[:at] + struct.pack("<HH2sH", group, elem, b"UI", len(value)) + value + data[at + 8 + length:]
 
 
 class ProtocolError(Exception):
@@ -147,7 +177,7 @@ def one_round(port: int, rnd: Round, host: str = "127.0.0.1") -> None:
         kind, body = read_pdu(sock)
         if kind != 0x02 or not _context_accepted(body):
             raise ProtocolError(f"association not accepted (PDU type {kind:#x})")
-        sock.sendall(rnd.request)
+        sock.sendall(rnd.next_request())
         kind, body = read_pdu(sock)
         if kind != 0x04 or _response_status(body) != 0:
             raise ProtocolError(f"no success response (PDU type {kind:#x})")
