@@ -18,9 +18,9 @@ then round i sends the corpus to each receiver in turn, the order rotated every 
 (A,B,C; B,C,A; ...) so that none is always first. Only one receiver is busy at a time:
 a run ends when its output is durable (spoolscp's workers drained), then what it left
 dirty in the page cache is written back (untimed) before the next one starts, and its
-output folder is emptied but not deleted until the bench ends (``trash``: deletes make
-the next creates slower on this file system, for a minute); only the
-tree of the receiver being measured is sampled; the idle ones cost < 0.01 CPU s/s here.
+output folder is emptied but deleted only when the bench ends (``trash``: deletes make
+the next minute's file creates slower on this file system). Only the tree of the
+receiver being measured is sampled; the idle ones cost < 0.01 CPU s/s here.
 On a machine whose load drifts within minutes (DCMTK alone varied 2,157-3,523 obj/s
 across three back-to-back runs), the runs of one round see the same machine.
 
@@ -36,7 +36,8 @@ the bench does not try; read those min-max ranges as the machine's, not the code
 Medians of ``--runs`` runs with min and max, the association set-up rate measured with
 a raw-socket client (``rawclient``: A-ASSOCIATE, C-ECHO or one small C-STORE of a new
 SOP Instance UID each time, A-RELEASE; the rounds of DCMTK's default, spoolscp and
-``spoolscp --fork`` alternate, all servers up), and the machine load (``/proc/loadavg``) before and after every group, since other work may share it.
+``spoolscp --fork`` alternate, all servers up), and the machine load
+(``/proc/loadavg``) before and after every group, since other work may share it.
 
 The ratio to DCMTK (``--fork`` for four associations) is *paired*: per round, the
 receiver's MB/s over DCMTK's MB/s in the same round, then median (min-max) over the
