@@ -19,7 +19,7 @@ then round i sends the corpus to each receiver in turn, the order rotated every 
 a run ends when its output is durable (spoolscp's workers drained), then what it left
 dirty in the page cache is written back (untimed) before the next one starts, and its
 output folder is emptied but deleted only when the bench ends (``trash``: deletes make
-the next minute's file creates slower on this file system). Only the tree of the
+the next minutes' file creates slower on this file system). Only the tree of the
 receiver being measured is sampled; the idle ones cost < 0.01 CPU s/s here.
 On a machine whose load drifts within minutes (DCMTK alone varied 2,157-3,523 obj/s
 across three back-to-back runs), the runs of one round see the same machine.
