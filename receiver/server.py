@@ -33,6 +33,9 @@ from spoolscp.settings import Settings
 
 log = logging.getLogger("spoolscp.receiver")
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNAL_POLL_S = 0.2  # how soon the main thread runs a stop signal's handler that another thread caught
+
 
 class StartupError(Exception):
     """A fatal start-up problem, logged as ``F: <message>`` with exit code 1."""
@@ -176,15 +179,27 @@ def receive(opts: StorescpOptions, settings: Settings, enqueue: Any, rules: Rule
         raise StartupError(f"cannot create network: {exc.strerror or exc}") from exc
     folder = dropfolder.start_for(settings, store, opts.aetitle)
     gc.freeze()  # start-up objects (pydicom's dictionaries...) out of every later collection
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop_signal()
     if folder is not None:
         folder.stop()
     drain(server, settings.shutdown_timeout)
     db.close()
     return 0
+
+
+def wait_for_stop_signal() -> None:
+    """Block until SIGTERM or SIGINT.
+
+    The wait has a timeout, as Huey's consumer does: the kernel may let any thread
+    take a signal sent to the process, and CPython then runs the Python handler only
+    when the main thread next runs bytecode. A main thread blocked in ``Event.wait()``
+    without one never does, and the receiver would go on serving after a SIGTERM.
+    """
+    stop = threading.Event()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(SIGNAL_POLL_S):
+        pass
 
 
 def bound_handlers(ae: AE, store: handlers.StoreHandler) -> list[tuple]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import ctypes
 import json
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -286,6 +288,19 @@ def test_sigterm_lets_an_open_association_finish_then_the_receiver_exits(tmp_pat
         assert receiver.proc.wait(30) == 0
         assert [j["sop_instance"] for j in jobs_json(receiver.config)] == [
             dcmread(p).SOPInstanceUID for p in (first, second)]
+
+
+def test_a_sigterm_another_thread_takes_still_stops_the_receiver(tmp_path: Path) -> None:
+    """The kernel may give a signal sent to the process to any of its threads; under load
+    one of the receiver's association threads sometimes took it and the receiver went on
+    serving. Sent to such a thread on purpose (``tgkill``), it must still stop it."""
+    [source] = ct_objects(tmp_path / "objects", 1)
+    with scp_server("spoolscp", [], tmp_path / "spoolscp", receiver_only=True) as receiver:
+        assert send_dcmtk(receiver.port, part10_inputs([source]), tmp_path / "send.log") == [SUCCESS]
+        pid = receiver.proc.pid
+        [thread, *_] = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+        assert ctypes.CDLL(None, use_errno=True).tgkill(pid, thread, signal.SIGTERM) == 0, ctypes.get_errno()
+        assert receiver.proc.wait(10) == 0
 
 
 def test_sigterm_hands_a_running_command_back_and_it_runs_once(tmp_path: Path) -> None:
