@@ -21,7 +21,9 @@ from pydicom.filebase import DicomBytesIO
 
 REPO = Path(__file__).resolve().parent.parent
 COMPARE = REPO / "scripts" / "bench" / "compare"
+BREAKDOWN = REPO / "scripts" / "bench" / "breakdown"
 sys.path.insert(0, str(REPO / "scripts" / "bench"))
+import breakdown  # noqa: E402
 import compare  # noqa: E402
 import instructions  # noqa: E402
 import procstats  # noqa: E402
@@ -215,3 +217,55 @@ def test_instruction_counts_are_read_and_taken_per_association() -> None:
     assert instructions.per_association((100, 2_324_721_157), (500, 3_592_543_554)) == pytest.approx(3_169_555.6, rel=1e-6)
     with pytest.raises(ValueError):
         instructions.per_association((400, 10), (100, 5))
+
+
+def run_breakdown(tmp_path: Path, *args: str) -> dict:
+    result = subprocess.run([str(BREAKDOWN), "--tiny", "--cache", str(tmp_path), "--json", *args],
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_breakdown_shows_the_set_up_store_fsyncs_and_whose_python_time_it_is(tmp_path: Path) -> None:
+    """All three passes on a real receiver: 50 associations of one small C-STORE each."""
+    report = run_breakdown(tmp_path, "--setup", "store")
+    assert report["workload"] == "set-up store x50" and report["unit"] == "association"
+    assert report["rate"]["per_s"] > 0 and report["rate"]["cpu_user_ms"] > 0
+    calls = report["syscalls"]
+    assert calls.get("fdatasync", 0) + calls.get("fsync", 0) >= 1  # each store is durable before its answer
+    assert calls["accept4"] >= 1 and calls["sendto"] >= 3  # A-ASSOCIATE-AC, C-STORE-RSP, A-RELEASE-RP
+    python = report["python"]
+    assert python["samples"] > 0 and sum(python["layers"].values()) == pytest.approx(1, abs=0.01)
+    assert {"pynetdicom", "receiver"} <= set(python["layers"])
+    assert all(share > 0 for _, share in python["charged"])
+
+
+def test_breakdown_of_a_corpus_counts_per_object(tmp_path: Path) -> None:
+    report = run_breakdown(tmp_path, "--corpus", "2KB", "--pass", "rate")
+    assert report["workload"] == "2KB x12, one association" and report["unit"] == "object"
+    assert set(report) == {"workload", "unit", "rate"} and report["rate"]["per_s"] > 0
+
+
+def test_python_time_is_charged_to_the_innermost_frame_outside_the_stdlib() -> None:
+    raw = ("thread (7): Association-1;run (threading.py:9);SCP (pynetdicom/service_class.py:1550);"
+           "insert (spoolscp/jobs.py:343);dumps (json/__init__.py:231) 6\n"
+           "run (threading.py:9);SCP (pynetdicom/service_class.py:1560) 3\n"
+           "wait (threading.py:320) 1\n"
+           "a line py-spy did not write\n")
+    found = breakdown.python_time(raw)
+    assert found["samples"] == 10
+    assert found["layers"] == {"spoolscp": 0.6, "pynetdicom": 0.3, "stdlib": 0.1}
+    assert found["charged"] == [["insert spoolscp/jobs.py", 0.6], ["SCP pynetdicom/service_class.py", 0.3],
+                                ["wait threading.py", 0.1]]
+    assert breakdown.python_time("") == {"samples": 0, "layers": {}, "charged": []}
+
+
+def test_syscall_counts_read_strace_summaries_with_and_without_errors() -> None:
+    summary = ("% time     seconds  usecs/call     calls    errors syscall\n"
+               "------ ----------- ----------- --------- --------- ----------------\n"
+               " 42.58    3.519895       17086       206       104 futex\n"
+               "  6.23    0.515347          11     44625           pwrite64\n"
+               "  0.30    0.024697          12      2000      2000 unlink\n"
+               "------ ----------- ----------- --------- --------- ----------------\n"
+               "100.00    8.266000          90     91742      4208 total\n")
+    assert breakdown.syscall_counts(summary) == {"futex": 206, "pwrite64": 44625, "unlink": 2000}

@@ -59,14 +59,19 @@ def tree_rss(root: int) -> int:
     return sum(int(f[21]) * PAGE for _, f in members(root))
 
 
+def tree_cpu_times(root: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by the tree, reaped children included."""
+    user = system = 0
+    for pid, f in members(root):
+        user, system = user + int(f[11]), system + int(f[12])  # utime, stime
+        if pid == root:
+            user, system = user + int(f[13]), system + int(f[14])  # cutime, cstime of waited-for children
+    return user / TICKS, system / TICKS
+
+
 def tree_cpu(root: int) -> float:
     """CPU seconds used so far by the tree, reaped children included."""
-    total = 0
-    for pid, f in members(root):
-        total += int(f[11]) + int(f[12])  # utime, stime
-        if pid == root:
-            total += int(f[13]) + int(f[14])  # cutime, cstime of waited-for children
-    return total / TICKS
+    return sum(tree_cpu_times(root))
 
 
 class PeakRSS:
