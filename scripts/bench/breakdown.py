@@ -211,7 +211,7 @@ def report(work: Workload, results: dict) -> str:
 def workload(args: argparse.Namespace) -> Workload:
     specs = corpus.TINY if args.tiny else corpus.QUICK if args.quick else corpus.FULL
     if args.setup:
-        small = corpus.ensure(corpus.QUICK["2KB"], args.cache)[0]
+        small = corpus.ensure((corpus.TINY if args.tiny else corpus.QUICK)["2KB"], args.cache)[0]  # as compare
         return setup_workload(args.setup, 50 if args.tiny else 300 if args.quick else 1000, small)
     return corpus_workload(args.corpus, corpus.ensure(specs[args.corpus], args.cache))
 
