@@ -138,13 +138,6 @@ def setup_workload(kind: str, associations: int, small: Path) -> Workload:
 
 
 @contextmanager
-def receiver(workdir: Path) -> Iterator[sbs.ServerProcess]:
-    """A fresh ``spoolscp receiver`` (no workers) with its own state folder."""
-    with sbs.scp_server("spoolscp", [], workdir, receiver_only=True) as server:
-        yield server
-
-
-@contextmanager
 def traced(argv: list[str]) -> Iterator[None]:
     """Run a tracer that attaches to a process around the block; SIGINT makes it write its output."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -158,8 +151,16 @@ def traced(argv: list[str]) -> Iterator[None]:
         raise RuntimeError(f"{argv[0]} exited with {proc.returncode}: {err.decode(errors='replace')}")
 
 
+def run_traced(work: Workload, workdir: Path, tracer: Callable[[int], list[str]]) -> int:
+    """Run ``work`` on a fresh receiver (no workers) with ``tracer(pid)`` attached to it;
+    the count of units done."""
+    with sbs.scp_server("spoolscp", [], workdir, receiver_only=True) as server:
+        with traced(tracer(server.proc.pid)):
+            return work.run(server.port, workdir)
+
+
 def rate_pass(work: Workload, workdir: Path) -> dict:
-    with receiver(workdir) as server:
+    with sbs.scp_server("spoolscp", [], workdir, receiver_only=True) as server:
         user0, sys0 = procstats.tree_cpu_times(server.proc.pid)
         t0 = time.perf_counter()
         n = work.run(server.port, workdir)
@@ -171,19 +172,15 @@ def rate_pass(work: Workload, workdir: Path) -> dict:
 
 def syscalls_pass(work: Workload, workdir: Path) -> dict:
     strace, out = tool("strace", "apt-get install strace"), workdir / "strace.txt"
-    with receiver(workdir) as server:
-        with traced([strace, "-f", "-c", "-o", str(out), "-p", str(server.proc.pid)]):
-            n = work.run(server.port, workdir)
+    n = run_traced(work, workdir, lambda pid: [strace, "-f", "-c", "-o", str(out), "-p", str(pid)])
     counts = syscall_counts(out.read_text())
     return {name: round(calls / n, 2) for name, calls in sorted(counts.items(), key=lambda c: -c[1])}
 
 
 def python_pass(work: Workload, workdir: Path) -> dict:
     pyspy, out = tool("py-spy", f"{REPO / '.venv' / 'bin' / 'pip'} install py-spy"), workdir / "py-spy.txt"
-    with receiver(workdir) as server:
-        with traced([pyspy, "record", "--gil", "--nonblocking", "--rate", "1000", "--format", "raw",
-                     "--output", str(out), "--pid", str(server.proc.pid)]):
-            work.run(server.port, workdir)
+    run_traced(work, workdir, lambda pid: [pyspy, "record", "--gil", "--nonblocking", "--rate", "1000",
+                                            "--format", "raw", "--output", str(out), "--pid", str(pid)])
     return python_time(out.read_text())
 
 
